@@ -1,0 +1,70 @@
+/**
+ * Boundaries of the chunk store: `ObjectStore` (bytes by key: s3, file, fault injection) and
+ * `BlockStore` (bytes of a slice: block keys, compression, cache tiers). The VFS never builds an
+ * object key; metadata/ never sees block bytes. Format facts: juicefs-format.md section 5.
+ */
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Modification time, ms since epoch. */
+  mtime: number;
+}
+
+export interface ObjectStore {
+  /** A description without secrets, e.g. `s3://bucket/prefix` or `file:///dir/`. */
+  describe(): string;
+  /** Whole object, or `length` bytes from `offset` (length -1 / undefined = to the end). Rejects with NotFoundError when absent. */
+  get(key: string, offset?: number, length?: number): Promise<Buffer>;
+  put(key: string, data: Buffer): Promise<void>;
+  /** Deleting a missing key succeeds. */
+  delete(key: string): Promise<void>;
+  /** null when absent. */
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Keys starting with `prefix`, in lexicographic order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Create the bucket/directory if needed. */
+  create?(): Promise<void>;
+}
+
+export class NotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`object not found: ${key}`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export type Compression = 'none' | 'lz4' | 'zstd';
+
+export interface BlockStoreConfig {
+  /** Bytes (Format.BlockSize × 1024). */
+  blockSize: number;
+  compression: Compression;
+  hashPrefix: boolean;
+  /** Parallel block uploads per writer (default 20 in upstream; we use 8). */
+  maxUploads?: number;
+}
+
+/** Uploads the blocks of one new slice as they fill. */
+export interface SliceWriter {
+  readonly id: number;
+  /** Write `data` at slice offset `off` (appends within the open region only). */
+  write(off: number, data: Buffer): void;
+  /** Start uploading every complete block below `off` (called as data arrives). */
+  flushTo(off: number): void;
+  /** Upload the remaining (short) block; resolves when every block of `size` bytes is stored. */
+  finish(size: number): Promise<void>;
+  /** Drop buffers and delete blocks already uploaded. */
+  abort(): Promise<void>;
+}
+
+export interface BlockStore {
+  readonly config: BlockStoreConfig;
+  /** Read `length` bytes at `offset` of slice (id, size); may span blocks. */
+  read(id: number, size: number, offset: number, length: number): Promise<Buffer>;
+  newWriter(id: number): SliceWriter;
+  /** Delete every block of slice (id, size); missing blocks are fine. */
+  remove(id: number, size: number): Promise<void>;
+  /** Store a whole slice at once (compaction). */
+  writeSlice(id: number, data: Buffer): Promise<void>;
+}
