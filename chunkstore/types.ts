@@ -68,3 +68,49 @@ export interface BlockStore {
   /** Store a whole slice at once (compaction). */
   writeSlice(id: number, data: Buffer): Promise<void>;
 }
+
+/**
+ * Counters of a block cache (or of one tier of it), exported through `.stats`. Monotonic counters
+ * except `usedBytes`, `capacityBytes`, `entries` and `bypassing`, which are gauges.
+ */
+export interface CacheStats {
+  /** get() calls answered with a block. */
+  hits: number;
+  /** get() calls answered with undefined. */
+  misses: number;
+  /** Bytes returned by hits. */
+  hitBytes: number;
+  /** Blocks accepted by put() (for the disk tier: written to disk). */
+  inserts: number;
+  insertBytes: number;
+  /** put() calls not stored: too big, duplicate, queue full, cache full or bypassing. */
+  skipped: number;
+  /** Blocks dropped to stay within the size / free-space limits. */
+  evictions: number;
+  /** Cache files found corrupt or truncated on read; deleted, answered as a miss. */
+  corrupt: number;
+  /** I/O errors (reads answered as a miss, writes abandoned). */
+  errors: number;
+  /** Bytes currently charged against the limit (disk tier: file size + 4096 per block). */
+  usedBytes: number;
+  /** Current limit in bytes (disk tier: may be below the configured size to keep the free-space floor). */
+  capacityBytes: number;
+  entries: number;
+  /** 1 while the disk tier refuses inserts after ENOSPC / a write error, else 0. */
+  bypassing: number;
+  /** Per-tier counters of a composite cache (`memory`, `disk`). */
+  tiers?: Record<string, CacheStats>;
+}
+
+/**
+ * Whole plaintext blocks by relative block key (`chunks/0/0/1_0_4194304`, section 5.2), used by the
+ * BlockStore in front of the object store. Blocks are immutable: callers must not modify a Buffer
+ * after put() nor one returned by get().
+ */
+export interface BlockCache {
+  get(key: string): Promise<Buffer | undefined>;
+  /** Fire-and-forget insert (the disk write happens in the background; failures are only counted). */
+  put(key: string, block: Buffer): void;
+  remove(key: string): void;
+  stats(): CacheStats;
+}
