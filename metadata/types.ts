@@ -215,6 +215,7 @@ export class MetaError extends Error {
 
 export const ERRNO = {
   EPERM: 1,
+  E2BIG: 7,
   ENOENT: 2,
   EIO: 5,
   EBADF: 9,

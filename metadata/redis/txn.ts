@@ -1,0 +1,110 @@
+/**
+ * Optimistic transactions as upstream runs them (juicefs-format.md 4.1): WATCH the keys, read on
+ * the same connection, then MULTI/EXEC; an aborted EXEC (a watched key changed) retries from
+ * scratch, up to 50 times with a growing random sleep.
+ *
+ * WATCH state is per connection, so each transaction borrows a dedicated connection from a small
+ * pool (a Redis per slot, or a Cluster client whose node connections it keeps for itself).
+ */
+import type { ChainableCommander, Cluster, Redis } from 'ioredis';
+import { MetaError, metaErr } from '../types.js';
+
+export type Conn = Redis | Cluster;
+
+export interface TxnStep<T> {
+  /** Queue the writes; omitted = read-only outcome (no EXEC). */
+  write?: (m: ChainableCommander) => void;
+  result: T;
+  /** Sees the EXEC replies (e.g. the RPUSH length) before the result is returned. */
+  onExec?: (replies: unknown[]) => void;
+}
+
+const MAX_RETRIES = 50;
+const RETRYABLE = /^(LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|EXECABORT)|max number of clients reached/;
+
+export class ConnPool {
+  private idle: Conn[] = [];
+  private waiters: ((c: Conn) => void)[] = [];
+  private all: Conn[] = [];
+  constructor(
+    private readonly make: () => Conn,
+    private readonly max: number,
+  ) {}
+
+  async acquire(): Promise<Conn> {
+    const c = this.idle.pop();
+    if (c) return c;
+    if (this.all.length < this.max) {
+      const n = this.make();
+      this.all.push(n);
+      return n;
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  release(c: Conn): void {
+    const w = this.waiters.shift();
+    if (w) w(c);
+    else this.idle.push(c);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((c) => c.quit().catch(() => c.disconnect())));
+    this.all = [];
+    this.idle = [];
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Map Redis errors to errno where upstream does (OOM → ENOSPC). */
+export function mapRedisError(e: unknown): unknown {
+  if (e instanceof MetaError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (msg.startsWith('OOM')) return metaErr('ENOSPC', msg);
+  if (msg.startsWith('NOPERM')) return metaErr('EACCES', 'redis refused the command: ' + msg);
+  return e;
+}
+
+export async function runTxn<T>(pool: ConnPool, keys: string[], body: (c: Conn) => Promise<TxnStep<T>>): Promise<T> {
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+    const c = await pool.acquire();
+    let watching = false;
+    try {
+      if (keys.length) {
+        await c.watch(...keys);
+        watching = true;
+      }
+      const step = await body(c);
+      if (!step.write) {
+        if (watching) await c.unwatch();
+        return step.result;
+      }
+      const m = c.multi();
+      step.write(m);
+      const res = await m.exec();
+      watching = false;
+      if (res === null) {
+        lastErr = metaErr('EAGAIN', 'transaction conflict');
+      } else {
+        for (const [err] of res) {
+          if (err) throw err;
+        }
+        step.onExec?.(res.map((r) => r[1]));
+        return step.result;
+      }
+    } catch (e) {
+      if (watching) await c.unwatch().catch(() => undefined);
+      const msg = e instanceof Error ? e.message : '';
+      if (e instanceof MetaError || !RETRYABLE.test(msg)) throw mapRedisError(e);
+      lastErr = e;
+    } finally {
+      pool.release(c);
+    }
+    await sleep(Math.floor(Math.random() * (attempt + 1) * (attempt + 1)));
+  }
+  throw lastErr instanceof MetaError ? lastErr : metaErr('EIO', `transaction failed after ${MAX_RETRIES} attempts: ${String(lastErr)}`);
+}
