@@ -1,0 +1,646 @@
+/**
+ * Disk tier of the block cache, laid out like upstream's disk cache (juicefs-format.md 6.1) so a
+ * cache directory can be shared with or inherited from `juicefs mount`:
+ *   <dir>/<volume uuid>/.lock            random id of this cache disk
+ *   <dir>/<volume uuid>/raw/<block key>  block + one BE CRC32-C per 32 KiB (checksum.ts)
+ *
+ * Guarantees (product.md 7):
+ * - Never serves a corrupt or truncated file: every read is verified; a bad file is deleted and the
+ *   read answered as a miss, so the caller refetches from the object store.
+ * - Never grows past its limit: space is reserved (file size + 4096, upstream's charge) before a
+ *   write starts and evicted files are unlinked before the write that needed the room begins, so
+ *   the bytes on disk stay within the limit. The limit is the configured size, lowered while the
+ *   filesystem has less than `freeRatio` of its space or inodes free (sampled with statfs).
+ * - A full disk (ENOSPC) or any write error switches inserts off for `bypassMs`; reads go on.
+ * - Usable at once: the index is rebuilt from disk in the background; until that scan ends, a
+ *   lookup of a key not yet indexed still tries the file.
+ * - A file being written is never evicted: it enters the index only once renamed into place.
+ */
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { BlockCache, CacheStats } from '../types.js';
+import {
+  blockLengthOfKey,
+  cacheFileLength,
+  checksumTrailer,
+  dataLengthOfFile,
+  verifyCacheFile,
+} from './checksum.js';
+import { emptyStats } from './stats.js';
+
+export type EvictionPolicy = 'lru' | '2-random';
+
+export interface DiskCacheOptions {
+  /** Cache root; this volume's files live under `<dir>/<uuid>/`. */
+  dir: string;
+  /** Volume UUID (Format.UUID). */
+  uuid: string;
+  /** Size limit in bytes (> 0). */
+  capacityBytes: number;
+  /** Fraction of the filesystem's space and inodes to keep free (default 0.1). */
+  freeRatio?: number;
+  /** Default 'lru' (by last access in this process; after a restart, by file atime/mtime). */
+  eviction?: EvictionPolicy;
+  /** Mode of cache files (default 0o600); directories get the matching x bits. */
+  fileMode?: number;
+  /** How long inserts stay off after ENOSPC or another write error (default 60 s). */
+  bypassMs?: number;
+  /** Bytes of blocks queued for writing; inserts beyond this are skipped (default 64 MiB). */
+  maxPendingBytes?: number;
+  /** Concurrent file writes (default 4). */
+  writeConcurrency?: number;
+  /** Minimum interval between statfs samples (default 1 s). */
+  statfsIntervalMs?: number;
+}
+
+/** Upstream charges every cached block its size plus one filesystem block of overhead. */
+const PER_FILE_OVERHEAD = 4096;
+/** When full, shrink to this fraction of the limit (upstream: 95 % of space, 99 % of items). */
+const SHRINK_SPACE = 0.95;
+const SHRINK_ITEMS = 0.99;
+/** `.tmp` leftovers older than this are a crashed writer's, not a live one's. */
+const STALE_TMP_MS = 3600_000;
+const KEY_RE = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*$/;
+
+interface Entry {
+  charge: number;
+  atime: number;
+  /** Hard-linked (link count > 1): an upstream writeback staging block; never evicted. */
+  pinned: boolean;
+  /** Position in `slots` (2-random sampling). */
+  slot: number;
+}
+
+interface FsSample {
+  at: number;
+  /** Our committed bytes / entries when sampled (in-flight writes excluded: conservative). */
+  committedBytes: number;
+  committedEntries: number;
+  availBytes: number;
+  floorBytes: number;
+  freeFiles: number;
+  floorFiles: number;
+  totalFiles: number;
+}
+
+interface Job {
+  key: string;
+  block: Buffer;
+}
+
+function isNoSpace(code: string | undefined): boolean {
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+export class DiskBlockCache implements BlockCache {
+  readonly root: string;
+  readonly rawDir: string;
+  /** Resolves when the startup scan has finished (never rejects). */
+  readonly ready: Promise<void>;
+
+  private readonly capacity: number;
+  private readonly freeRatio: number;
+  private readonly policy: EvictionPolicy;
+  private readonly fileMode: number;
+  private readonly dirMode: number;
+  private readonly bypassMs: number;
+  private readonly maxPendingBytes: number;
+  private readonly writeConcurrency: number;
+  private readonly statfsIntervalMs: number;
+
+  /** Map order is LRU order (oldest first): a hit deletes and re-inserts. */
+  private index = new Map<string, Entry>();
+  private slots: string[] = [];
+  /** Charges of indexed files plus reservations of writes in progress. */
+  private used = 0;
+  private reserved = 0;
+  private peakUsed = 0;
+
+  /** Blocks queued or being written, served to get() meanwhile. */
+  private readonly pending = new Map<string, Buffer>();
+  private readonly writing = new Set<string>();
+  private readonly queue: Job[] = [];
+  private queueHead = 0;
+  private pendingBytes = 0;
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  private readonly knownDirs = new Set<string>();
+  private scanning = true;
+  private disabled = false;
+  private closed = false;
+  private bypassUntil = 0;
+  private sample: FsSample | undefined;
+  private sampling: Promise<void> | undefined;
+  private readonly counters: CacheStats = emptyStats();
+
+  constructor(options: DiskCacheOptions) {
+    if (!options.dir) throw new RangeError('disk cache dir must be set');
+    if (!/^[A-Za-z0-9-]+$/.test(options.uuid)) throw new RangeError(`bad volume uuid ${JSON.stringify(options.uuid)}`);
+    if (!Number.isSafeInteger(options.capacityBytes) || options.capacityBytes <= 0) {
+      throw new RangeError(`disk cache size must be a positive integer of bytes, got ${options.capacityBytes}`);
+    }
+    const freeRatio = options.freeRatio ?? 0.1;
+    if (!(freeRatio >= 0 && freeRatio < 1)) throw new RangeError(`free-space ratio must be in [0, 1), got ${freeRatio}`);
+    this.capacity = options.capacityBytes;
+    this.freeRatio = freeRatio;
+    this.policy = options.eviction ?? 'lru';
+    this.fileMode = options.fileMode ?? 0o600;
+    this.dirMode = this.fileMode | ((this.fileMode & 0o444) >> 2) | 0o700;
+    this.bypassMs = options.bypassMs ?? 60_000;
+    this.maxPendingBytes = options.maxPendingBytes ?? 64 << 20;
+    this.writeConcurrency = Math.max(1, options.writeConcurrency ?? 4);
+    this.statfsIntervalMs = options.statfsIntervalMs ?? 1000;
+    this.root = join(options.dir, options.uuid);
+    this.rawDir = join(this.root, 'raw');
+    this.counters.capacityBytes = this.capacity;
+    this.ready = this.start();
+  }
+
+  // ---------------------------------------------------------------- BlockCache
+
+  async get(key: string): Promise<Buffer | undefined> {
+    const queued = this.pending.get(key);
+    if (queued !== undefined) return this.hit(queued);
+    if (this.disabled || !KEY_RE.test(key)) return this.miss();
+    const entry = this.index.get(key);
+    if (entry === undefined && !this.scanning) return this.miss();
+
+    const path = join(this.rawDir, key);
+    let block: Buffer | undefined;
+    try {
+      block = await this.readVerified(path, blockLengthOfKey(key));
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') this.counters.errors++;
+      // A vanished file is simply gone; an unreadable one is dropped so we stop trying it.
+      if (code === 'ENOENT' || code === 'EIO') this.dropEntry(key, code === 'EIO');
+      return this.miss();
+    }
+    if (block === undefined) {
+      this.counters.corrupt++;
+      this.dropEntry(key, true);
+      return this.miss();
+    }
+    const current = this.index.get(key);
+    if (current !== undefined) this.touch(key, current);
+    else if (this.scanning) this.addEntry(key, cacheFileLength(block.length) + PER_FILE_OVERHEAD, Date.now(), false);
+    return this.hit(block);
+  }
+
+  put(key: string, block: Buffer): void {
+    if (
+      this.disabled ||
+      this.closed ||
+      Date.now() < this.bypassUntil ||
+      !KEY_RE.test(key) ||
+      key.endsWith('.tmp') ||
+      this.index.has(key) ||
+      this.pending.has(key) ||
+      this.writing.has(key) ||
+      cacheFileLength(block.length) + PER_FILE_OVERHEAD > this.capacity ||
+      this.pendingBytes + block.length > this.maxPendingBytes
+    ) {
+      this.counters.skipped++;
+      return;
+    }
+    this.pending.set(key, block);
+    this.pendingBytes += block.length;
+    this.queue.push({ key, block });
+    this.pump();
+  }
+
+  remove(key: string): void {
+    if (!KEY_RE.test(key)) return;
+    // A queued write whose block is no longer in `pending` is abandoned by the writer, and one
+    // already writing unlinks its file when it sees the block gone (see write()).
+    this.pending.delete(key);
+    if (this.writing.has(key)) return;
+    const entry = this.index.get(key);
+    if (entry !== undefined) this.unindex(key, entry);
+    if (entry !== undefined || this.scanning) void this.unlinkQuiet(join(this.rawDir, key));
+  }
+
+  stats(): CacheStats {
+    const bypassing = Date.now() < this.bypassUntil ? 1 : 0;
+    return {
+      ...this.counters,
+      usedBytes: this.used,
+      capacityBytes: this.limitBytes(),
+      entries: this.index.size,
+      bypassing,
+    };
+  }
+
+  // ---------------------------------------------------------------- lifecycle / introspection
+
+  /** Highest `usedBytes` (committed + reserved) seen so far. */
+  get peakUsedBytes(): number {
+    return this.peakUsed;
+  }
+
+  /** Resolves when every queued write has finished. */
+  idle(): Promise<void> {
+    if (this.active === 0 && this.queueHead >= this.queue.length) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops accepting inserts and waits for queued writes and the scan. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.ready;
+    await this.idle();
+  }
+
+  // ---------------------------------------------------------------- read
+
+  /**
+   * The block of the file at `path`, undefined when the file is corrupt or truncated. `dataLen` is
+   * the block length from the key, or -1 to derive it from the file length.
+   * One open, one read, one close in the common case: asking for one byte more than expected tells
+   * "exact", "short" and "long" apart without an fstat.
+   */
+  private async readVerified(path: string, dataLen: number): Promise<Buffer | undefined> {
+    const fh = await fsp.open(path, 'r');
+    try {
+      if (dataLen < 0) {
+        const st = await fh.stat();
+        dataLen = dataLengthOfFile(st.size);
+        if (dataLen < 0) return undefined;
+      }
+      const fileLen = cacheFileLength(dataLen);
+      const buf = Buffer.allocUnsafe(fileLen + 1);
+      let got = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+        got += bytesRead;
+        // A read returning exactly the expected length is the whole file (regular files only
+        // return short at EOF); otherwise keep reading until EOF or one byte too many.
+        if (bytesRead === 0 || got === buf.length || (got === fileLen && bytesRead === fileLen)) break;
+      }
+      if (got !== fileLen) return undefined;
+      const file = buf.subarray(0, fileLen);
+      return verifyCacheFile(file, dataLen) ? file.subarray(0, dataLen) : undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private hit(block: Buffer): Buffer {
+    this.counters.hits++;
+    this.counters.hitBytes += block.length;
+    return block;
+  }
+
+  private miss(): undefined {
+    this.counters.misses++;
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------- write
+
+  private pump(): void {
+    while (this.active < this.writeConcurrency && this.queueHead < this.queue.length) {
+      const job = this.queue[this.queueHead++]!;
+      if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+        this.queue.splice(0, this.queueHead);
+        this.queueHead = 0;
+      }
+      this.active++;
+      void this.write(job).finally(() => {
+        this.active--;
+        this.pendingBytes -= job.block.length;
+        if (this.pending.get(job.key) === job.block) this.pending.delete(job.key);
+        this.pump();
+        if (this.active === 0 && this.queueHead >= this.queue.length) {
+          const waiters = this.idleWaiters;
+          this.idleWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
+    }
+  }
+
+  private async write(job: Job): Promise<void> {
+    const { key, block } = job;
+    if (this.pending.get(key) !== block) return; // removed while queued
+    if (Date.now() < this.bypassUntil || this.index.has(key)) {
+      this.counters.skipped++;
+      return;
+    }
+    this.writing.add(key);
+    try {
+      // Until the scan has counted what is already on disk, the limit cannot be enforced.
+      if (this.scanning) {
+        await this.ready;
+        if (this.pending.get(key) !== block) return;
+        if (this.index.has(key)) {
+          this.counters.skipped++;
+          return;
+        }
+      }
+      await this.maybeSample();
+      const charge = cacheFileLength(block.length) + PER_FILE_OVERHEAD;
+      const unlinks = this.makeRoom(charge, 1);
+      if (unlinks === undefined) {
+        this.counters.skipped++;
+        return;
+      }
+      this.used += charge;
+      this.reserved += charge;
+      if (this.used > this.peakUsed) this.peakUsed = this.used;
+      let stored = false;
+      try {
+        // The room we made is only real once the evicted files are gone.
+        await unlinks;
+        stored = await this.writeFile(key, block);
+      } finally {
+        this.reserved -= charge;
+        this.used -= charge;
+      }
+      if (!stored) return;
+      if (this.pending.get(key) !== block) {
+        // remove() ran while we were writing.
+        await this.unlinkQuiet(join(this.rawDir, key));
+        return;
+      }
+      this.addEntry(key, charge, Date.now(), false);
+      this.counters.inserts++;
+      this.counters.insertBytes += block.length;
+    } finally {
+      this.writing.delete(key);
+    }
+  }
+
+  /** Writes `<path>.tmp` and renames it into place; false (and counted) on failure. */
+  private async writeFile(key: string, block: Buffer): Promise<boolean> {
+    const path = join(this.rawDir, key);
+    const tmp = `${path}.tmp`;
+    const trailer = checksumTrailer(block);
+    try {
+      const parent = dirname(path);
+      if (!this.knownDirs.has(parent)) {
+        await fsp.mkdir(parent, { recursive: true, mode: this.dirMode });
+        this.knownDirs.add(parent);
+      }
+      const fh = await fsp.open(tmp, 'w', this.fileMode);
+      try {
+        const total = block.length + trailer.length;
+        let done = (await fh.writev([block, trailer], 0)).bytesWritten;
+        // Short writes are rare (signals, some filesystems); finish the rest piecewise.
+        while (done < total) {
+          const rest = Buffer.concat([block, trailer]).subarray(done);
+          done += (await fh.write(rest, 0, rest.length, done)).bytesWritten;
+        }
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, path);
+      return true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      this.counters.errors++;
+      await this.unlinkQuiet(tmp);
+      if (code === 'ENOENT') {
+        // Somebody removed part of the cache tree under us: forget what we knew about it.
+        this.knownDirs.clear();
+      } else {
+        // ENOSPC, EDQUOT, EIO, EROFS, EACCES…: stop inserting for a while and re-read free space.
+        this.bypassUntil = Date.now() + this.bypassMs;
+        this.sample = undefined;
+        if (isNoSpace(code)) void this.maybeSample().then(() => this.enforceLimit());
+      }
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- space accounting
+
+  /** Current limit in bytes: the configured size, lowered to keep the free-space floor. */
+  private limitBytes(): number {
+    const s = this.sample;
+    if (s === undefined) return this.capacity;
+    return Math.max(0, Math.min(this.capacity, s.committedBytes + s.availBytes - s.floorBytes));
+  }
+
+  private limitItems(): number {
+    const s = this.sample;
+    if (s === undefined || s.totalFiles === 0) return Number.POSITIVE_INFINITY;
+    return Math.max(0, s.committedEntries + s.freeFiles - s.floorFiles);
+  }
+
+  private maybeSample(): Promise<void> {
+    if (this.sample !== undefined && Date.now() - this.sample.at < this.statfsIntervalMs) return Promise.resolve();
+    if (this.sampling === undefined) {
+      const committedBytes = this.used - this.reserved;
+      const committedEntries = this.index.size;
+      this.sampling = fsp
+        .statfs(this.root)
+        .then((st) => {
+          this.sample = {
+            at: Date.now(),
+            committedBytes,
+            committedEntries,
+            availBytes: st.bavail * st.bsize,
+            floorBytes: this.freeRatio * st.blocks * st.bsize,
+            freeFiles: st.ffree,
+            floorFiles: this.freeRatio * st.files,
+            totalFiles: st.files,
+          };
+        })
+        .catch(() => {
+          this.counters.errors++;
+        })
+        .finally(() => {
+          this.sampling = undefined;
+        });
+    }
+    return this.sampling;
+  }
+
+  /**
+   * Evicts so that `charge` more bytes and `items` more files fit; returns the unlinks to wait for,
+   * or undefined when they cannot fit (everything left is pinned or being written).
+   */
+  private makeRoom(charge: number, items: number): Promise<unknown> | undefined {
+    const limit = this.limitBytes();
+    const limitItems = this.limitItems();
+    const inFlight = this.writing.size; // includes the caller
+    let unlinks: Promise<unknown> = Promise.resolve();
+    if (this.used + charge > limit || this.index.size + inFlight - 1 + items > limitItems) {
+      unlinks = this.evict(limit * SHRINK_SPACE - charge, Math.floor(limitItems * SHRINK_ITEMS) - inFlight);
+    }
+    if (this.used + charge > limit || this.index.size + inFlight - 1 + items > limitItems) return undefined;
+    return unlinks;
+  }
+
+  /** Evicts down to the current limits (after the scan, or after ENOSPC lowered them). */
+  private enforceLimit(): void {
+    const limit = this.limitBytes();
+    const limitItems = this.limitItems();
+    if (this.used > limit || this.index.size > limitItems) {
+      void this.evict(limit * SHRINK_SPACE, Math.floor(limitItems * SHRINK_ITEMS));
+    }
+  }
+
+  /** Drops entries until used ≤ targetBytes and entries ≤ targetItems, or nothing is evictable. */
+  private evict(targetBytes: number, targetItems: number): Promise<unknown> {
+    const unlinks: Promise<void>[] = [];
+    const over = () => this.used > targetBytes || this.index.size > targetItems;
+    const drop = (key: string, e: Entry) => {
+      this.unindex(key, e);
+      this.counters.evictions++;
+      unlinks.push(this.unlinkQuiet(join(this.rawDir, key)));
+    };
+    if (this.policy === 'lru') {
+      for (const [key, e] of this.index) {
+        if (!over()) break;
+        if (!e.pinned) drop(key, e);
+      }
+    } else {
+      // 2-random: of two random entries, evict the one idle longer (upstream's default).
+      let misses = 0;
+      while (over() && this.slots.length > 0 && misses < 64) {
+        const k1 = this.slots[Math.floor(Math.random() * this.slots.length)]!;
+        const k2 = this.slots[Math.floor(Math.random() * this.slots.length)]!;
+        const e1 = this.index.get(k1)!;
+        const e2 = this.index.get(k2)!;
+        const pick = e1.pinned ? (e2.pinned ? undefined : k2) : e2.pinned ? k1 : e1.atime <= e2.atime ? k1 : k2;
+        if (pick === undefined) {
+          misses++;
+          continue;
+        }
+        drop(pick, this.index.get(pick)!);
+      }
+      if (over()) {
+        // Mostly pinned: fall back to a linear pass so the limit still holds.
+        for (const [key, e] of this.index) {
+          if (!over()) break;
+          if (!e.pinned) drop(key, e);
+        }
+      }
+    }
+    return Promise.all(unlinks);
+  }
+
+  // ---------------------------------------------------------------- index
+
+  private addEntry(key: string, charge: number, atime: number, pinned: boolean): void {
+    const old = this.index.get(key);
+    if (old !== undefined) this.unindex(key, old);
+    this.index.set(key, { charge, atime, pinned, slot: this.slots.length });
+    this.slots.push(key);
+    this.used += charge;
+    if (this.used > this.peakUsed) this.peakUsed = this.used;
+  }
+
+  private unindex(key: string, e: Entry): void {
+    this.index.delete(key);
+    const last = this.slots.pop()!;
+    if (last !== key) {
+      this.slots[e.slot] = last;
+      this.index.get(last)!.slot = e.slot;
+    }
+    this.used -= e.charge;
+  }
+
+  private touch(key: string, e: Entry): void {
+    e.atime = Date.now();
+    if (this.policy === 'lru') {
+      this.index.delete(key);
+      this.index.set(key, e);
+    }
+  }
+
+  private dropEntry(key: string, unlink: boolean): void {
+    const e = this.index.get(key);
+    if (e !== undefined) this.unindex(key, e);
+    if (unlink) void this.unlinkQuiet(join(this.rawDir, key));
+  }
+
+  private async unlinkQuiet(path: string): Promise<void> {
+    try {
+      await fsp.unlink(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.counters.errors++;
+    }
+  }
+
+  // ---------------------------------------------------------------- startup scan
+
+  private async start(): Promise<void> {
+    try {
+      await fsp.mkdir(this.rawDir, { recursive: true, mode: this.dirMode });
+      this.knownDirs.add(this.rawDir);
+      await this.ensureLockFile();
+    } catch {
+      this.counters.errors++;
+      this.disabled = true;
+      this.scanning = false;
+      return;
+    }
+    const found: Array<{ key: string; charge: number; atime: number; pinned: boolean }> = [];
+    try {
+      await this.scanDir(this.rawDir, '', found);
+    } catch {
+      this.counters.errors++;
+    }
+    // Oldest first, so LRU order survives a restart (as far as atime/mtime tell).
+    found.sort((a, b) => a.atime - b.atime);
+    const live = this.index;
+    this.index = new Map();
+    this.slots = [];
+    this.used -= [...live.values()].reduce((s, e) => s + e.charge, 0);
+    for (const f of found) if (!live.has(f.key)) this.addEntry(f.key, f.charge, f.atime, f.pinned);
+    for (const [key, e] of live) this.addEntry(key, e.charge, e.atime, e.pinned);
+    this.scanning = false;
+    await this.maybeSample();
+    this.enforceLimit();
+  }
+
+  private async ensureLockFile(): Promise<void> {
+    const lock = join(this.root, '.lock');
+    try {
+      await fsp.writeFile(lock, randomUUID(), { flag: 'wx', mode: this.fileMode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+
+  private async scanDir(
+    dir: string,
+    prefix: string,
+    out: Array<{ key: string; charge: number; atime: number; pinned: boolean }>,
+  ): Promise<void> {
+    const names = await fsp.readdir(dir, { withFileTypes: true });
+    for (const d of names) {
+      const key = prefix + d.name;
+      const path = join(dir, d.name);
+      if (d.isDirectory()) {
+        this.knownDirs.add(path);
+        await this.scanDir(path, key + '/', out);
+        continue;
+      }
+      if (!d.isFile()) continue;
+      let st;
+      try {
+        st = await fsp.stat(path);
+      } catch {
+        continue; // evicted or removed meanwhile
+      }
+      if (key.endsWith('.tmp')) {
+        // A crashed writer's leftover (live writers finish in well under an hour).
+        if (Date.now() - st.mtimeMs > STALE_TMP_MS) await this.unlinkQuiet(path);
+        continue;
+      }
+      if (!KEY_RE.test(key)) continue;
+      out.push({
+        key,
+        charge: st.size + PER_FILE_OVERHEAD,
+        atime: Math.max(st.atimeMs, st.mtimeMs),
+        pinned: st.nlink > 1,
+      });
+    }
+  }
+}
