@@ -25,6 +25,8 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Create the bucket/directory if needed. */
   create?(): Promise<void>;
+  /** Release pooled connections (optional; S3). */
+  close?(): void;
 }
 
 export class NotFoundError extends Error {
@@ -56,6 +58,11 @@ export interface SliceWriter {
   finish(size: number): Promise<void>;
   /** Drop buffers and delete blocks already uploaded. */
   abort(): Promise<void>;
+  /**
+   * Back-pressure (optional): resolves once no complete block waits for an upload slot; rejects if
+   * an upload failed. Fast writers should await it between writes to bound buffered memory.
+   */
+  drain?(): Promise<void>;
 }
 
 export interface BlockStore {
