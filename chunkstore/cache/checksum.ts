@@ -24,11 +24,9 @@ export function cacheFileLength(dataLen: number): number {
  * file). Used only for keys whose name does not carry the block length.
  */
 export function dataLengthOfFile(fileLen: number): number {
-  const guess = Math.floor((fileLen * CHECKSUM_PIECE) / (CHECKSUM_PIECE + 4));
-  for (let n = Math.max(0, guess - 1); n <= guess + 1; n++) {
-    if (cacheFileLength(n) === fileLen) return n;
-  }
-  return -1;
+  // With p pieces, fileLen = n + 4p and 32768(p-1) < n ≤ 32768p, so p = ceil(fileLen / 32772).
+  const n = fileLen - 4 * Math.ceil(fileLen / (CHECKSUM_PIECE + 4));
+  return n >= 0 && cacheFileLength(n) === fileLen ? n : -1;
 }
 
 /** The checksum trailer of `block`. */

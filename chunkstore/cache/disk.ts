@@ -62,6 +62,12 @@ const SHRINK_ITEMS = 0.99;
 /** `.tmp` leftovers older than this are a crashed writer's, not a live one's. */
 const STALE_TMP_MS = 3600_000;
 const KEY_RE = /^[A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*$/;
+const DOT_SEGMENT_RE = /(?:^|\/)\.\.?(?:\/|$)/;
+
+/** A relative key that stays inside raw/ and cannot collide with our temp files. */
+function isValidKey(key: string): boolean {
+  return KEY_RE.test(key) && !DOT_SEGMENT_RE.test(key) && !key.endsWith('.tmp');
+}
 
 interface Entry {
   charge: number;
@@ -163,7 +169,7 @@ export class DiskBlockCache implements BlockCache {
   async get(key: string): Promise<Buffer | undefined> {
     const queued = this.pending.get(key);
     if (queued !== undefined) return this.hit(queued);
-    if (this.disabled || !KEY_RE.test(key)) return this.miss();
+    if (this.disabled || !isValidKey(key)) return this.miss();
     const entry = this.index.get(key);
     if (entry === undefined && !this.scanning) return this.miss();
 
@@ -194,8 +200,7 @@ export class DiskBlockCache implements BlockCache {
       this.disabled ||
       this.closed ||
       Date.now() < this.bypassUntil ||
-      !KEY_RE.test(key) ||
-      key.endsWith('.tmp') ||
+      !isValidKey(key) ||
       this.index.has(key) ||
       this.pending.has(key) ||
       this.writing.has(key) ||
@@ -212,7 +217,7 @@ export class DiskBlockCache implements BlockCache {
   }
 
   remove(key: string): void {
-    if (!KEY_RE.test(key)) return;
+    if (!isValidKey(key)) return;
     // A queued write whose block is no longer in `pending` is abandoned by the writer, and one
     // already writing unlinks its file when it sees the block gone (see write()).
     this.pending.delete(key);
@@ -634,7 +639,7 @@ export class DiskBlockCache implements BlockCache {
         if (Date.now() - st.mtimeMs > STALE_TMP_MS) await this.unlinkQuiet(path);
         continue;
       }
-      if (!KEY_RE.test(key)) continue;
+      if (!isValidKey(key)) continue;
       out.push({
         key,
         charge: st.size + PER_FILE_OVERHEAD,
