@@ -14,6 +14,7 @@
  * frames without a content-size field decode too.
  */
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import lz4 from 'lz4-napi';
 import type { Compression } from './types.js';
 
@@ -81,9 +82,12 @@ let zstdReady: Promise<ZstdWasm> | undefined;
 function loadZstd(): Promise<ZstdWasm> {
   zstdReady ??= (async () => {
     const require = createRequire(import.meta.url);
-    const pkg = require('@bokuweb/zstd-wasm') as { init(): Promise<void> };
+    const main = require.resolve('@bokuweb/zstd-wasm');
+    const pkg = require(main) as { init(): Promise<void> };
     await pkg.init();
-    return (require('@bokuweb/zstd-wasm/dist/common/module.js') as { Module: ZstdWasm }).Module;
+    // The Emscripten module is not in the package's "exports"; load the sibling file by path
+    // (the same module instance the package initialised).
+    return (require(path.join(path.dirname(main), 'module.js')) as { Module: ZstdWasm }).Module;
   })();
   return zstdReady;
 }
