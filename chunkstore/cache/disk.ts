@@ -275,7 +275,8 @@ export class DiskBlockCache implements BlockCache {
         if (dataLen < 0) return undefined;
       }
       const fileLen = cacheFileLength(dataLen);
-      const buf = Buffer.allocUnsafe(fileLen + 1);
+      // Not from the shared pool: a small block kept by the memory tier must not pin an 8 KiB slab.
+      const buf = Buffer.allocUnsafeSlow(fileLen + 1);
       let got = 0;
       for (;;) {
         const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
@@ -622,15 +623,26 @@ export class DiskBlockCache implements BlockCache {
     for (const d of names) {
       const key = prefix + d.name;
       const path = join(dir, d.name);
-      if (d.isDirectory()) {
+      let isDir = d.isDirectory();
+      let st;
+      if (!isDir && !d.isFile()) {
+        // Some filesystems report no type in readdir: ask lstat. Symlinks are never ours.
+        if (d.isSymbolicLink()) continue;
+        try {
+          st = await fsp.lstat(path);
+        } catch {
+          continue;
+        }
+        if (!st.isDirectory() && !st.isFile()) continue;
+        isDir = st.isDirectory();
+      }
+      if (isDir) {
         this.knownDirs.add(path);
         await this.scanDir(path, key + '/', out);
         continue;
       }
-      if (!d.isFile()) continue;
-      let st;
       try {
-        st = await fsp.stat(path);
+        st ??= await fsp.lstat(path);
       } catch {
         continue; // evicted or removed meanwhile
       }

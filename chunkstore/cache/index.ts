@@ -19,3 +19,4 @@ export {
   type DiskCacheConfig,
 } from './profiles.js';
 export { cacheFileLength, checksumTrailer, verifyCacheFile } from './checksum.js';
+export { cacheStatsToPrometheus } from './metrics.js';
