@@ -324,6 +324,13 @@ export class VfsImpl implements Vfs {
     return Math.max(this.files.get(ino)?.length ?? 0, this.writer.pendingLength(ino) ?? 0);
   }
 
+  private checkVirtualAccess(ctx: Ctx, ino: Ino, mask: number): void {
+    if (ctx.uid === 0 || ctx.checkPermission === false) return;
+    const a = this.system.attr(ino);
+    const bits = ctx.uid === a.uid ? (a.mode >> 6) & 7 : ctx.gid === a.gid || ctx.gids.includes(a.gid) ? (a.mode >> 3) & 7 : a.mode & 7;
+    if ((bits & mask) !== mask) throw metaErr('EACCES');
+  }
+
   // ------------------------------------------------------------------ namespace
 
   lookup(ctx: Ctx, parent: Ino, name: Buffer): Promise<EntryReply> {
@@ -483,7 +490,7 @@ export class VfsImpl implements Vfs {
 
   open(ctx: Ctx, ino: Ino, flags: number): Promise<OpenReply> {
     return this.op('open', ctx, () => `${ino},0x${flags.toString(16)}`, async () => {
-      if (isVirtual(ino)) return this.openVirtual(ino, flags);
+      if (isVirtual(ino)) return this.openVirtual(ctx, ino, flags);
       const acc = flags & O_ACCMODE;
       if (this.readOnly && (acc !== O_RDONLY || flags & O_TRUNC)) throw metaErr('EROFS');
       const attr = await this.meta.open(ctx, ino, flags);
@@ -491,8 +498,9 @@ export class VfsImpl implements Vfs {
     }, (r) => `fh:${r.fh},direct_io:${r.directIo ? 1 : 0},keep_cache:${r.keepCache ? 1 : 0}`);
   }
 
-  private openVirtual(ino: Ino, flags: number): OpenReply {
+  private openVirtual(ctx: Ctx, ino: Ino, flags: number): OpenReply {
     if ((flags & O_ACCMODE) !== O_RDONLY) throw metaErr('EACCES');
+    this.checkVirtualAccess(ctx, ino, 4);
     const fh = this.newFh();
     this.handles.set(fh, {
       kind: 'file',
@@ -838,13 +846,7 @@ export class VfsImpl implements Vfs {
   access(ctx: Ctx, ino: Ino, mask: number): Promise<void> {
     return this.op('access', ctx, () => `${ino},${mask}`, async () => {
       if (this.readOnly && mask & 2) throw metaErr('EROFS');
-      if (isVirtual(ino)) {
-        if (ctx.uid === 0 || ctx.checkPermission === false) return;
-        const a = this.system.attr(ino);
-        const bits = ctx.uid === a.uid ? (a.mode >> 6) & 7 : ctx.gid === a.gid || ctx.gids.includes(a.gid) ? (a.mode >> 3) & 7 : a.mode & 7;
-        if ((bits & mask) !== mask) throw metaErr('EACCES');
-        return;
-      }
+      if (isVirtual(ino)) return this.checkVirtualAccess(ctx, ino, mask);
       await this.meta.access(ctx, ino, mask);
     });
   }
