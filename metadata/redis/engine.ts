@@ -714,7 +714,7 @@ export class RedisMeta implements Meta {
       const { type, ino } = decodeDentry(eb);
       if (type === FileType.Dir) throw metaErr('EISDIR');
       const ik = k.inode(ino);
-      await c.watch(ik);
+      void c.watch(ik).catch(() => undefined);
       const [pb, ib] = await this.mgetAttrs(c, [parent, ino]);
       const pa = this.parseAttr(pb, parent);
       if (pa.type !== FileType.Dir) throw metaErr('ENOTDIR');
@@ -809,7 +809,7 @@ export class RedisMeta implements Meta {
       if (!eb) throw metaErr('ENOENT');
       const { type, ino } = decodeDentry(eb);
       if (type !== FileType.Dir) throw metaErr('ENOTDIR');
-      await c.watch(k.inode(ino), k.entry(ino));
+      void c.watch(k.inode(ino), k.entry(ino)).catch(() => undefined);
       const p = c.pipeline();
       p.mgetBuffer(pk, k.inode(ino));
       p.hlen(k.entry(ino));
@@ -924,7 +924,7 @@ export class RedisMeta implements Meta {
         watch.push(k.inode(dst.ino));
         if (dst.type === FileType.Dir) watch.push(k.entry(dst.ino));
       }
-      await c.watch(...watch);
+      void c.watch(...watch).catch(() => undefined);
       const inos = [srcParent, dstParent, src.ino];
       if (dst) inos.push(dst.ino);
       const bufs = await this.mgetAttrs(c, inos);

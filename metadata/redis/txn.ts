@@ -74,11 +74,16 @@ export async function runTxn<T>(pool: ConnPool, keys: string[], body: (c: Conn) 
     const c = await pool.acquire();
     let watching = false;
     try {
+      // WATCH is not awaited on its own: ioredis writes commands in order on this connection, so
+      // the body's first reads travel in the same round trip and still run after the WATCH.
+      let watched: Promise<unknown> | undefined;
       if (keys.length) {
-        await c.watch(...keys);
+        watched = c.watch(...keys);
+        watched.catch(() => undefined);
         watching = true;
       }
       const step = await body(c);
+      if (watched) await watched;
       if (!step.write) {
         if (watching) await c.unwatch();
         return step.result;
