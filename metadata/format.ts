@@ -29,6 +29,13 @@ export class FormatError extends Error {
   }
 }
 
+export class ConcurrentFormatError extends FormatError {
+  constructor() {
+    super('the volume was formatted by another client at the same time; run format again to update it');
+    this.name = 'ConcurrentFormatError';
+  }
+}
+
 export class NotFormattedError extends Error {
   constructor(prefix: string) {
     super(`database is not formatted (no ${prefix}setting key): run \`artifacts format\` first`);
@@ -187,7 +194,8 @@ function dirAttr(mode: number, now: number): Buffer {
 /**
  * Write the Redis part of a volume. `fmt` may carry plaintext or encrypted (KeyEncrypted) secrets.
  * A new volume is claimed atomically (SET setting NX inside MULTI/EXEC), so two concurrent formats
- * cannot both believe they created it.
+ * cannot both believe they created it. (Upstream SETs the root unconditionally; we use NX so that a
+ * lost race cannot reset the winner's root. On a fresh database both are the same.)
  */
 export async function formatMeta(redis: MetaRedis, prefix: string, fmt: Format, opts: FormatMetaOptions = {}): Promise<FormatMetaResult> {
   const keys = new Keys(prefix);
@@ -198,14 +206,15 @@ export async function formatMeta(redis: MetaRedis, prefix: string, fmt: Format, 
     const m = redis.multi();
     if (stored.TrashDays > 0) m.setnx(keys.inode(TRASH_INODE), dirAttr(0o555, now));
     m.set(keys.setting, encodeSetting(stored), 'NX');
-    m.set(keys.inode(ROOT_INODE), dirAttr(0o777, now));
+    // NX: if we lose a race, the winner's root (maybe with sub-directories by now) must survive.
+    m.set(keys.inode(ROOT_INODE), dirAttr(0o777, now), 'NX');
     const res = await m.exec();
     if (!res) throw new FormatError('format transaction aborted');
     for (const [err] of res) if (err) throw err;
     const setRes = res[stored.TrashDays > 0 ? 1 : 0][1];
     if (setRes === 'OK') return { created: true, format: stored };
-    // Someone formatted the volume between our GET and EXEC: treat it as an existing volume.
-    return formatMeta(redis, prefix, fmt, opts);
+    // Someone formatted the volume between our GET and EXEC; nothing of ours was applied.
+    throw new ConcurrentFormatError();
   }
 
   let old: Format;
