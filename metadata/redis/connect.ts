@@ -476,14 +476,22 @@ async function looksLikeCluster(u: MetaUrl, extra?: Partial<RedisOptions>): Prom
     retryStrategy: () => null,
     enableAutoPipelining: false,
   });
+  probe.on('error', () => {});
+  // Connection and authentication failures are real errors, not "not a cluster".
+  try {
+    await waitReady(probe, u.redacted);
+  } catch (e) {
+    probe.disconnect();
+    throw e;
+  }
   try {
     const info = (await probe.call('CLUSTER', 'INFO')) as string | Buffer;
     return String(info).includes('cluster_state:');
   } catch (e) {
     const msg = (e as Error).message ?? '';
     if (msg.includes('cluster mode')) return true;
-    // Connection-level failures are real errors, not "not a cluster".
-    if (/ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|Connection is closed|WRONGPASS|NOAUTH|ENOENT/.test(msg)) throw e;
+    if (/Connection is closed|ECONNRESET/.test(msg)) throw new Error(`cannot connect to ${u.redacted}: ${msg}`);
+    // e.g. "ERR This instance has cluster support disabled", or NOPERM for a restricted ACL user.
     return false;
   } finally {
     probe.disconnect();
