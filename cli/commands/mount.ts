@@ -76,7 +76,9 @@ async function resolveSource(source: string | undefined, flags: MountFlags): Pro
   // Workspace names and tickets need the orchestrator's mount-session plumbing.
   let mod: { resolveMountSource?: (o: { workspace?: string; ticketFile?: string; readOnly?: boolean }) => Promise<MountSource> };
   try {
-    mod = await import('../../orchestrator/mount-source.js');
+    // Resolved at run time: the orchestrator client is an optional layer for meta-URL mounts.
+    const spec = '../../orchestrator/mount-source.js';
+    mod = (await import(spec)) as typeof mod;
   } catch {
     throw new UsageError('mounting by workspace name or ticket needs the orchestrator client (orchestrator/mount-source), which is not available in this build');
   }

@@ -1,0 +1,102 @@
+/**
+ * Opening a volume for use: the one place that composes the layers — the metadata engine (by meta
+ * URL and key prefix), the object store named by the volume's `setting`, the block cache of the
+ * chosen cache profile, the block store and the VFS on top. `artifacts mount`, benchmarks and
+ * tests all open volumes this way, so they run the same stack.
+ */
+import { createBlockStore, type ObjectBlockStore } from '../chunkstore/blockstore.js';
+import { createBlockCache } from '../chunkstore/cache/index.js';
+import { type CacheConfig, resolveCacheConfig } from '../chunkstore/cache/profiles.js';
+import { createObjectStore } from '../chunkstore/object/index.js';
+import type { BlockCache, Compression, ObjectStore } from '../chunkstore/types.js';
+import { openMeta } from '../metadata/index.js';
+import type { RedisMeta } from '../metadata/redis/engine.js';
+import { decryptSecrets } from '../metadata/setting.js';
+import type { ConnectOptions } from '../metadata/redis/connect.js';
+import { VfsImpl, type VfsOptions } from './vfs.js';
+
+export interface OpenVolumeOptions {
+  metaUrl: string;
+  /** Key prefix (workspaces: `{u_X_w_Y}:`); default from the URL. */
+  prefix?: string;
+  readOnly?: boolean;
+  /** Recorded in sessionInfos. */
+  mountPoint?: string;
+  /** Resolved cache configuration; default: the interactive profile. */
+  cache?: CacheConfig;
+  /** Extra VFS options (tests shorten timers). */
+  vfs?: Partial<VfsOptions>;
+  /** Wrap the object store (fault injection in tests). */
+  wrapStore?: (s: ObjectStore) => ObjectStore;
+  connect?: ConnectOptions;
+  /** Register a session (default: unless read-only). */
+  session?: boolean;
+  backgroundJobs?: boolean;
+}
+
+export interface OpenVolume {
+  meta: RedisMeta;
+  objects: ObjectStore;
+  cache?: BlockCache;
+  store: ObjectBlockStore;
+  vfs: VfsImpl;
+  cacheConfig: CacheConfig;
+  /** Flush everything, end the session, close connections. */
+  close(): Promise<void>;
+}
+
+export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
+  const meta = await openMeta(o.metaUrl, {
+    prefix: o.prefix,
+    readOnly: o.readOnly,
+    mountPoint: o.mountPoint,
+    connect: o.connect,
+    backgroundJobs: o.backgroundJobs,
+  });
+  try {
+    const fmt = decryptSecrets(meta.format);
+    const cfg = o.cache ?? resolveCacheConfig({});
+    let objects = createObjectStore(fmt);
+    if (o.wrapStore) objects = o.wrapStore(objects);
+    const cache = cfg.memoryCacheBytes > 0 || cfg.disk ? createBlockCache(cfg, fmt.UUID) : undefined;
+    const store = createBlockStore(
+      objects,
+      {
+        blockSize: fmt.BlockSize * 1024,
+        compression: (fmt.Compression ?? 'none') as Compression,
+        hashPrefix: fmt.HashPrefix === true,
+        maxUploads: cfg.uploadConcurrency,
+      },
+      cache,
+    );
+    // Slices whose last reference went away: their blocks leave the object store.
+    meta.opts.onDeleteSlice = (id, size) => store.remove(id, size);
+    if (o.session ?? !o.readOnly) await meta.newSession();
+    const vfs = new VfsImpl(meta, store, {
+      entryTtl: cfg.entryTtlSeconds,
+      attrTtl: cfg.attrTtlSeconds,
+      readOnly: o.readOnly === true,
+      writebackCache: false,
+      directIo: cfg.directIo,
+      readaheadMax: cfg.readaheadMaxBytes,
+      bufferSize: cfg.bufferSizeBytes,
+      prefetchSmallFiles: cfg.fetchSmallFilesOnOpen,
+      closeMetaOnShutdown: true,
+      config: { profile: cfg.profile, cache: cfg },
+      ...o.vfs,
+    });
+    let closed: Promise<void> | undefined;
+    return {
+      meta,
+      objects,
+      cache,
+      store,
+      vfs,
+      cacheConfig: cfg,
+      close: () => (closed ??= vfs.shutdown()),
+    };
+  } catch (e) {
+    await meta.shutdown().catch(() => undefined);
+    throw e;
+  }
+}
