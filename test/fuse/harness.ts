@@ -1,16 +1,15 @@
 /**
- * Runs serve-memvfs.ts in a child process (the FUSE server must not share a process with its
+ * Runs serve.ts in a child process (the FUSE server must not share a process with its
  * clients: a client's synchronous call would block the thread that has to answer it) and gives
  * tests a handle on it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fuseServerEnv } from '../../fs/fuse/threadpool.js';
 import type { Negotiated, ServerStats } from '../../fs/fuse/server.js';
 import type { MemVfsStats } from './memvfs.js';
+import { tmpDir } from '../helpers/servers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '../..');
@@ -20,6 +19,7 @@ export interface MemServer {
   mountpoint: string;
   negotiated: Negotiated;
   stderr(): string;
+  /** `vfs` is undefined when serving a real volume. */
   stats(): Promise<{ vfs: MemVfsStats; server: ServerStats }>;
   command(line: string): Promise<string>;
   /** Clean unmount through the server (SIGTERM path); resolves when the process has exited. */
@@ -27,14 +27,30 @@ export interface MemServer {
   exited: Promise<number | null>;
 }
 
+/** A temp dir removed (mounts below it detached first) when the test worker ends, however it ends. */
 export async function scratchDir(tag: string): Promise<string> {
-  return mkdtemp(path.join(os.tmpdir(), `artifacts-fuse-${tag}-`));
+  return tmpDir(`fuse-${tag}`);
 }
 
 export async function startMemServer(mountpoint: string, opts: Record<string, unknown> = {}): Promise<MemServer> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'serve-memvfs.ts'), mountpoint], {
+  return startServer(mountpoint, { opts });
+}
+
+/** Serve the real VFS of the volume at `metaUrl` (formatted already). */
+export async function startVolumeServer(mountpoint: string, metaUrl: string, cacheDir: string, opts: Record<string, unknown> = {}): Promise<MemServer> {
+  return startServer(mountpoint, { opts, metaUrl, cacheDir });
+}
+
+async function startServer(
+  mountpoint: string,
+  o: { opts: Record<string, unknown>; metaUrl?: string; cacheDir?: string },
+): Promise<MemServer> {
+  const env: NodeJS.ProcessEnv = { ...fuseServerEnv(process.env, 16), SERVE_OPTS: JSON.stringify(o.opts) };
+  if (o.metaUrl) env.SERVE_META_URL = o.metaUrl;
+  if (o.cacheDir) env.SERVE_CACHE_DIR = o.cacheDir;
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'serve.ts'), mountpoint], {
     cwd: REPO_ROOT,
-    env: { ...fuseServerEnv(process.env, 16), MEMVFS_OPTS: JSON.stringify(opts) },
+    env,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let err = '';
