@@ -65,6 +65,8 @@ export interface FormatVolumeOptions {
   openStore?: (fmt: Format) => ObjectStore;
   log?: VolumeLog;
   env?: NodeJS.ProcessEnv;
+  /** Base delay between the 3 storage test attempts (upstream: 1 s, growing). */
+  storageTestRetryDelayMs?: number;
 }
 
 export interface FormatVolumeResult {
@@ -262,7 +264,7 @@ export async function formatVolume(target: string | MetaConnection, spec: NewFor
     const check = opts.checkObjectStorage ?? !env.JFS_NO_CHECK_OBJECT_STORAGE;
     let wroteUuid = false;
     if (check) {
-      await testObjectStore(store, log);
+      await testObjectStore(store, log, opts.storageTestRetryDelayMs);
       if (create) {
         await assertEmpty(store);
         try {
