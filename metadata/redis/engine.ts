@@ -1572,7 +1572,8 @@ export class RedisMeta implements Meta {
             if (trash) m.hset(k.delSlices, `${newId}_${Math.floor(Date.now() / 1000)}`, encodeDelSlices(deref));
             else for (const s of deref) m.hincrby(k.sliceRef, sliceRefField(s.id, s.size), -1);
           },
-          onExec: (r) => (counts = r.slice(4 + skip).map(Number)),
+          // Replies: LTRIM, LPUSH new, skip × LPUSH, HSET marker, then one HINCRBY per dereferenced slice.
+          onExec: (r) => (counts = r.slice(3 + skip).map(Number)),
         };
       });
     } catch (e) {
