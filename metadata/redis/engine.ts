@@ -215,6 +215,7 @@ export class RedisMeta implements Meta {
     if (this.opts.backgroundJobs !== false && (await this.setIfSmall(this.keys.lastCleanupSessions, 0.9 * this.heartbeatSec()))) {
       await this.cleanStaleSessions();
     }
+    if (this.opts.backgroundJobs !== false) await this.runHourlyJobs();
   }
 
   /** Leader election for background jobs: true if this client won the slot. */
@@ -1601,6 +1602,90 @@ export class RedisMeta implements Meta {
       const r = (await p.exec()) ?? [];
       for (let i = 0; i < ss.length; i++) if (Number(r[i][1]) < 0) await this.deleteSlice(ss[i].id, ss[i].size);
     }
+  }
+
+  // ---------------------------------------------------------------- hourly background jobs (4.13)
+
+  /** Run the hourly jobs this client wins the election for. Returns what ran. */
+  async runHourlyJobs(force = false): Promise<string[]> {
+    const ran: string[] = [];
+    if (this.readOnly) return ran;
+    if (force || (await this.setIfSmall(this.keys.lastCleanupFiles, 3600))) {
+      await this.cleanupDelFiles(force ? 0 : 3600);
+      ran.push('delfiles');
+    }
+    if (force || (await this.setIfSmall(this.keys.nextCleanupSlices, 3600))) {
+      await this.cleanupSliceRefs();
+      ran.push('slices');
+    }
+    if (force || (await this.setIfSmall(this.keys.lastCleanupTrash, 3600))) {
+      const days = this.fmt?.TrashDays ?? 0;
+      await this.cleanupTrash(days);
+      await this.cleanupDelayedSlices(days * 86400);
+      ran.push('trash');
+    }
+    return ran;
+  }
+
+  /** Files queued in `delfiles` longer than `olderThanSec` ago whose deletion never finished. */
+  async cleanupDelFiles(olderThanSec: number): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const members = await this.redis.zrangebyscore(this.keys.delfiles, '-inf', String(now - olderThanSec), 'LIMIT', 0, 10000);
+    for (const m of members) {
+      const parts = m.split(':');
+      if (parts.length !== 2) {
+        await this.redis.zrem(this.keys.delfiles, m);
+        continue;
+      }
+      await this.deleteFileData(BigInt(parts[0]), Number(parts[1]));
+    }
+  }
+
+  /** `sliceRef` entries: negative ⇒ delete the slice; "0" markers left by a crashed compaction ⇒ drop. */
+  async cleanupSliceRefs(): Promise<void> {
+    const k = this.keys;
+    let cursor = '0';
+    do {
+      const [next, items] = await this.redis.hscan(k.sliceRef, cursor, 'COUNT', 1000);
+      cursor = next;
+      for (let i = 0; i + 1 < items.length; i += 2) {
+        const field = items[i];
+        const v = Number(items[i + 1]);
+        const m = /^k(\d+)_(\d+)$/.exec(field);
+        if (!m) continue;
+        if (v < 0) await this.deleteSlice(Number(m[1]), Number(m[2]));
+        else if (v === 0) {
+          await this.txn<void>([k.sliceRef], async (c) => {
+            const cur = await c.hget(k.sliceRef, field);
+            return cur === '0' ? { result: undefined, write: (w) => w.hdel(k.sliceRef, field) } : { result: undefined };
+          });
+        }
+      }
+    } while (cursor !== '0');
+  }
+
+  /** Empty and remove hourly trash directories older than 24×days + 2 hours (4.15). */
+  async cleanupTrash(days: number): Promise<void> {
+    const limit = Date.now() - (24 * days + 2) * 3600_000;
+    const ctx: Ctx = { uid: 0, gid: 0, gids: [0], pid: 0, checkPermission: false };
+    const hours = await this.readdir(ctx, TRASH_INODE, false).catch(() => [] as Entry[]);
+    for (const h of hours) {
+      const m = /^(\d{4})-(\d\d)-(\d\d)-(\d\d)$/.exec(h.name.toString());
+      if (!m) continue;
+      const t = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]));
+      if (t >= limit && days > 0) continue;
+      await this.removeTree(ctx, TRASH_INODE, h.name);
+    }
+    this.trashDirs.clear();
+  }
+
+  /** Remove `name` under `parent` recursively (used for trash expiry; entries inside the trash are deleted for real). */
+  async removeTree(ctx: Ctx, parent: Ino, name: Buffer): Promise<void> {
+    const { ino, attr } = await this.lookup(ctx, parent, name);
+    if (attr.type === FileType.Dir) {
+      for (const e of await this.readdir(ctx, ino, false)) await this.removeTree(ctx, ino, e.name);
+      await this.rmdir(ctx, parent, name);
+    } else await this.unlink(ctx, parent, name);
   }
 
   // ---------------------------------------------------------------- xattrs

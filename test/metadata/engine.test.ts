@@ -329,3 +329,35 @@ describe('trash', () => {
     expect((await m.lookup(ROOT_CTX, ROOT_INODE, '.trash')).ino).toBe(TRASH_INODE);
   });
 });
+
+describe('background jobs', () => {
+  let m: RedisMeta;
+  beforeAll(async () => (m = await volume(7, 1)));
+  afterAll(async () => m.shutdown());
+
+  it('expired trash is emptied for real, stale delfiles are finished, negative sliceRefs deleted', async () => {
+    deleted.length = 0;
+    await admin.select(7);
+    const f = await m.create(ROOT_CTX, ROOT_INODE, 'old', 0o644, true);
+    const id = await m.newSliceId();
+    await m.writeSlice(f.ino, 0, 0, { pos: 0, id, size: 42, off: 0, len: 42 }, { sec: 1, nsec: 0 });
+    const d = await m.mkdir(ROOT_CTX, ROOT_INODE, 'olddir', 0o755);
+    await m.create(ROOT_CTX, d.ino, 'inner', 0o644, true);
+    await m.unlink(ROOT_CTX, d.ino, 'inner');
+    await m.rmdir(ROOT_CTX, ROOT_INODE, 'olddir');
+    await m.unlink(ROOT_CTX, ROOT_INODE, 'old');
+    expect((await m.readdir(ROOT_CTX, TRASH_INODE, false)).length).toBe(1);
+    // A delfiles entry from a client that died mid-deletion, and an orphan negative refcount.
+    await admin.zadd('delfiles', 1, '999999:10');
+    await admin.hset('sliceRef', 'k777_10', '-1');
+    await m.cleanupTrash(0); // 0 days: every hourly dir is expired
+    await m.runHourlyJobs(true);
+    expect(await m.readdir(ROOT_CTX, TRASH_INODE, false)).toEqual([]);
+    await expect(m.getAttr(f.ino)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(deleted.sort()).toEqual([`${id}_42`, '777_10'].sort());
+    expect(await admin.zcard('delfiles')).toBe(0);
+    expect(await admin.hlen('sliceRef')).toBe(0);
+    expect(Number(await admin.get('totalInodes'))).toBe(0);
+    expect(Number(await admin.get('usedSpace'))).toBe(0);
+  });
+});
