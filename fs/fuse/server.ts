@@ -182,22 +182,20 @@ function groupsOf(pid: number, gid: number): number[] {
 }
 
 /**
- * The caller of one request. `gids` is computed only when a permission check needs supplementary
- * groups (uid and primary gid did not decide), which keeps /proc reads off the common path.
+ * The caller of one request. `gids` is computed only when read — a permission check that uid and
+ * primary gid did not decide — which keeps /proc reads off the common path. It is an own enumerable
+ * getter (not a class accessor) so that `{ ...ctx, umask }` copies in the layers below still carry
+ * it (the spread reads it once; groupsOf caches per pid).
  */
-class FuseCtx implements Ctx {
-  constructor(
-    readonly uid: number,
-    readonly gid: number,
-    readonly pid: number,
-  ) {}
-  get gids(): number[] {
-    return groupsOf(this.pid, this.gid);
-  }
-}
-
 function ctxOf(h: InHeader): Ctx {
-  return new FuseCtx(h.uid, h.gid, h.pid);
+  return {
+    uid: h.uid,
+    gid: h.gid,
+    pid: h.pid,
+    get gids(): number[] {
+      return groupsOf(this.pid, this.gid);
+    },
+  };
 }
 
 /** The positive errno of a MetaError-like rejection, or 0 for anything else. */

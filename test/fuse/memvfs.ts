@@ -256,6 +256,8 @@ export class MemVfs implements Vfs {
 
   async lookup(_ctx: Ctx, parent: Ino, name: Buffer): Promise<EntryReply> {
     this.count('lookup');
+    // Test hook: a plain Error (no errno), which the transport must turn into EIO and log once.
+    if (name.subarray(0, 4).toString() === 'eio-') throw new Error('memvfs: simulated internal failure');
     const p = this.dir(parent);
     if (name.length === 1 && name[0] === 0x2e) return this.entry(p);
     if (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e) return this.entry(this.node(p.attr.parent || ROOT_INODE));

@@ -282,6 +282,21 @@ for i in range(10000):
     expect((await sh('flock', ['-n', '-x', f, '-c', 'true'], { allowFail: true })).code).toBe(0);
   });
 
+  it('a rejection without errno becomes EIO and is logged once', async () => {
+    await expect(fs.stat(path.join(mp, 'eio-1'))).rejects.toMatchObject({ code: 'EIO' });
+    await expect(fs.stat(path.join(mp, 'eio-2'))).rejects.toMatchObject({ code: 'EIO' });
+    const logged = s!.stderr().split('\n').filter((l) => l.includes('lookup failed with a non-errno error'));
+    expect(logged.length).toBe(1);
+    expect(logged[0]).toContain('simulated internal failure');
+  });
+
+  it('unknown opcodes get ENOSYS (ioctl)', async () => {
+    await fs.writeFile(path.join(mp, 'ioc'), 'x');
+    const r = await sh('chattr', ['+i', path.join(mp, 'ioc')], { allowFail: true });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/not supported|Inappropriate ioctl|Function not implemented/i);
+  });
+
   it('fcntl (POSIX) locks across processes: F_SETLK conflict, F_GETLK owner, release on close', async () => {
     const f = path.join(mp, 'plock');
     await fs.writeFile(f, 'data');
@@ -321,6 +336,37 @@ print(res)
       f,
     );
     expect(r.stdout.trim()).toBe("['EAGAIN', True, True]");
+  });
+});
+
+describe('writeback cache mode', { timeout: 60_000 }, () => {
+  let mp: string;
+  let s: MemServer | undefined;
+  beforeAll(async () => {
+    mp = path.join(await scratchDir('wb'), 'mnt');
+    await fs.mkdir(mp);
+    s = await startMemServer(mp, { writebackCache: true });
+  });
+  afterAll(async () => {
+    await cleanup(s, mp);
+  });
+
+  it('negotiates FUSE_WRITEBACK_CACHE; appends, overwrites and truncates stay coherent', async () => {
+    expect(s!.negotiated.flags & FUSE_WRITEBACK_CACHE).toBe(FUSE_WRITEBACK_CACHE);
+    const f = path.join(mp, 'wb.txt');
+    await fs.writeFile(f, 'hello');
+    await fs.appendFile(f, ' world');
+    const h = await fs.open(f, 'r+');
+    await h.write('J', 6);
+    await h.close();
+    expect(await fs.readFile(f, 'utf8')).toBe('hello Jorld');
+    await fs.truncate(f, 5);
+    expect(await fs.readFile(f, 'utf8')).toBe('hello');
+    const data = randomBytes(3 << 20);
+    await fs.writeFile(f, data);
+    expect((await fs.readFile(f)).equals(data)).toBe(true);
+    const st = await s!.stats();
+    expect(st.vfs.writes).toBeGreaterThan(0);
   });
 });
 

@@ -27,6 +27,7 @@ describe('real VFS mounted through the FUSE transport', { timeout: 180_000 }, ()
   beforeAll(async () => {
     redis = await startRedis();
     dir = await scratchDir('vfs');
+    await fs.chmod(dir, 0o755); // other users must be able to reach the mount point
     metaUrl = `${redis.url}/3`;
     await jfsFormat(metaUrl, 'fusevfs', { storage: 'file', bucket: path.join(dir, 'objects') + '/', trashDays: 0 });
     mp = path.join(dir, 'mnt');
@@ -78,6 +79,41 @@ describe('real VFS mounted through the FUSE transport', { timeout: 180_000 }, ()
 
     const st = await s!.stats();
     expect(st.server.maxWriteSeen).toBe(MAX_WRITE);
+  });
+
+  it('the engine checks permissions for other users, supplementary groups included', async () => {
+    const as = (groups: string[], cmd: string[]) =>
+      sh('setpriv', ['--reuid=1000', '--regid=1000', ...groups, '--', ...cmd], { allowFail: true });
+    const secret = path.join(mp, 'secret');
+    const shared = path.join(mp, 'shared');
+    await fs.writeFile(secret, 'root only');
+    await fs.chmod(secret, 0o600);
+    await fs.writeFile(shared, 'group 5000');
+    await fs.chown(shared, 0, 5000);
+    await fs.chmod(shared, 0o640);
+
+    const denied = await as(['--clear-groups'], ['cat', secret]);
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toContain('Permission denied');
+    // Readable only through a supplementary group, which the kernel does not send: read from /proc.
+    expect((await as(['--groups=5000'], ['cat', shared])).stdout).toBe('group 5000');
+    expect((await as(['--clear-groups'], ['cat', shared])).stderr).toContain('Permission denied');
+    const mk = await as(['--clear-groups'], ['touch', path.join(mp, 'dir', 'by-user')]);
+    expect(mk.stderr).toContain('Permission denied');
+    // Creating inside a directory writable through a supplementary group (the create path copies
+    // the caller context: the lazily computed groups must survive the copy).
+    const gdir = path.join(mp, 'gdir');
+    await fs.mkdir(gdir);
+    await fs.chown(gdir, 0, 5000);
+    await fs.chmod(gdir, 0o770);
+    const made = await as(['--groups=5000'], ['sh', '-c', `echo hi > ${gdir}/mine && mkdir ${gdir}/sub`]);
+    expect(made.stderr).toBe('');
+    const st = await fs.stat(path.join(gdir, 'mine'));
+    expect([st.uid, st.gid]).toEqual([1000, 1000]);
+    expect((await as(['--clear-groups'], ['touch', path.join(gdir, 'x')])).stderr).toContain('Permission denied');
+    // access(2) goes to the engine too (FUSE_ACCESS): test -r as the user
+    expect((await as(['--clear-groups'], ['test', '-r', secret])).code).toBe(1);
+    expect((await as(['--groups=5000'], ['test', '-r', shared])).code).toBe(0);
   });
 
   it('after unmount the volume passes juicefs fsck and upstream juicefs reads the same bytes', async () => {
