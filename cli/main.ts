@@ -9,10 +9,19 @@ import { Command, CommanderError } from 'commander';
 import { register as registerFormat } from './commands/format.js';
 import { register as registerFsck } from './commands/fsck.js';
 import { register as registerMount } from './commands/mount.js';
+import { register as registerLogin } from './commands/login.js';
+import { register as registerLogout } from './commands/logout.js';
+import { register as registerWhoami } from './commands/whoami.js';
+import { register as registerWorkspace } from './commands/workspace.js';
+import { register as registerStorage } from './commands/storage.js';
+import { register as registerPlatform } from './commands/platform.js';
+import { register as registerUp } from './commands/up.js';
+import { register as registerDown } from './commands/down.js';
+import { register as registerOrchestrator } from './commands/orchestrator.js';
 import { ExitError, Output, UsageError } from './output.js';
 
 /** Command modules, in help order. Add new commands here. */
-const COMMANDS: ((program: Command) => void)[] = [registerFormat, registerFsck, registerMount];
+const COMMANDS: ((program: Command) => void)[] = [registerFormat, registerFsck, registerMount, registerLogin, registerLogout, registerWhoami, registerWorkspace, registerStorage, registerPlatform, registerUp, registerDown, registerOrchestrator];
 
 function packageVersion(): string {
   // dist/cli/main.js and cli/main.ts (tests) sit at different depths below package.json.

@@ -3,6 +3,9 @@
  * (PostgreSQL, the production store) or PGlite (the embedded store of the local stack). Both speak
  * PostgreSQL SQL with $n parameters, so every repository is written once.
  */
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 
 export interface Queryable {
@@ -82,10 +85,46 @@ function openPostgres(url: string): Db {
   };
 }
 
+/**
+ * PGlite is one process's database: a second process opening the same directory corrupts it.
+ * A pid file inside the directory turns that into a clear error.
+ */
+async function lockPglite(dir: string): Promise<() => void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const lock = join(dir, 'artifacts.pid');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx', mode: 0o600 });
+      return () => rmSync(lock, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(lock, 'utf8'));
+      let alive = false;
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch {
+        alive = false;
+      }
+      if (alive) throw new Error(`the PGlite database ${dir} is in use by process ${pid} (PGlite serves one process; stop it or use PostgreSQL)`);
+      rmSync(lock, { force: true }); // stale: its process is gone
+    }
+  }
+  throw new Error(`cannot lock ${dir}`);
+}
+
 async function openPglite(dir: string): Promise<Db> {
+  const memory = dir === 'memory' || dir === '';
+  const unlock = memory ? () => undefined : await lockPglite(dir);
   // Loaded lazily: the WASM module costs ~300 MB and seconds, and only the local stack wants it.
   const { PGlite } = await import('@electric-sql/pglite');
-  const db = await PGlite.create(dir === 'memory' || dir === '' ? undefined : dir);
+  let db: import('@electric-sql/pglite').PGlite;
+  try {
+    db = await PGlite.create(memory ? undefined : dir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   return {
     kind: 'pglite',
     async query<T>(sql: string, params?: unknown[]) {
@@ -106,6 +145,9 @@ async function openPglite(dir: string): Promise<Db> {
         }),
       );
     },
-    close: () => db.close(),
+    async close() {
+      await db.close();
+      unlock();
+    },
   };
 }
