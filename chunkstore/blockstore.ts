@@ -29,6 +29,11 @@ export interface BlockStoreOptions {
   maxDownloads?: number;
   /** Also cache full blocks written by this client (upstream --cache-large-write); short ones always are. */
   cacheFullBlocksOnWrite?: boolean;
+  /**
+   * Decoded blocks kept in memory when there is no BlockCache (default 4; 0 with a cache), so a
+   * reader walking a compressed block in small pieces does not fetch and decode it per piece.
+   */
+  recentBlocks?: number;
 }
 
 /** Counters for `.stats`-style reporting; mutated in place. */
@@ -95,6 +100,9 @@ export class ObjectBlockStore implements BlockStore {
   private readonly cacheFullBlocks: boolean;
   /** Whole-block fetches in flight, by key: concurrent readers of one block share one GET. */
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Small LRU of decoded blocks (insertion order of a Map), used only without a cache. */
+  private readonly recent = new Map<string, Buffer>();
+  private readonly recentMax: number;
 
   constructor(
     readonly store: ObjectStore,
@@ -110,6 +118,14 @@ export class ObjectBlockStore implements BlockStore {
     this.retryMaxMs = options.retryMaxMs ?? 5000;
     this.downloads = new Limiter(options.maxDownloads ?? 64);
     this.cacheFullBlocks = options.cacheFullBlocksOnWrite ?? false;
+    this.recentMax = options.recentBlocks ?? (cache ? 0 : 4);
+  }
+
+  private remember(key: string, block: Buffer): void {
+    if (this.recentMax <= 0) return;
+    this.recent.delete(key);
+    this.recent.set(key, block);
+    if (this.recent.size > this.recentMax) this.recent.delete(this.recent.keys().next().value!);
   }
 
   key(id: number, index: number, bsize: number): string {
@@ -171,6 +187,13 @@ export class ObjectBlockStore implements BlockStore {
       }
       if (cached !== undefined) this.cache.remove(key); // wrong length: not our block
       this.stats.cacheMisses++;
+    } else if (this.recentMax > 0) {
+      const recent = this.recent.get(key);
+      if (recent !== undefined) {
+        this.recent.delete(key); // refresh its LRU position
+        this.recent.set(key, recent);
+        return recent.subarray(off, off + len);
+      }
     }
     const pending = this.inflight.get(key);
     if (pending) return (await pending).subarray(off, off + len);
@@ -208,7 +231,8 @@ export class ObjectBlockStore implements BlockStore {
         }),
       )
       .then((block) => {
-        this.cache?.put(key, block);
+        if (this.cache) this.cache.put(key, block);
+        else this.remember(key, block);
         return block;
       })
       .finally(() => this.inflight.delete(key));
@@ -235,6 +259,7 @@ export class ObjectBlockStore implements BlockStore {
 
   async deleteBlock(key: string): Promise<void> {
     this.cache?.remove(key);
+    this.recent.delete(key);
     await this.withRetries('delete', key, async () => {
       this.stats.deleteRequests++;
       await this.store.delete(key);
@@ -429,6 +454,7 @@ export class ObjectSliceWriter implements SliceWriter {
     this.closed = 'finished';
     await this.idle();
     if (this.error !== undefined) throw this.error;
+    if ((this.closed as string) === 'aborted') throw new Error(`slice ${this.id}: aborted while finishing`);
   }
 
   async abort(): Promise<void> {

@@ -119,6 +119,16 @@ export class S3ObjectStore implements ObjectStore {
       }),
     });
     if (options.disable100Continue) this.client.middlewareStack.remove('addExpectContinueMiddleware');
+    // Like upstream juicefs, sign requests with UNSIGNED-PAYLOAD: otherwise SigV4 hashes every
+    // 4 MiB block body with SHA-256 before sending it (the body is still protected by TLS on https).
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        const req = args.request as { headers?: Record<string, string> };
+        if (req.headers) req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      },
+      { step: 'build', name: 'artifactsUnsignedPayload' },
+    );
   }
 
   describe(): string {

@@ -89,13 +89,26 @@ function sameBytes(actual: Buffer, expected: Buffer): void {
   expect.fail(`buffers differ: lengths ${actual.length}/${expected.length}, first difference at byte ${i}`);
 }
 
+/** Retries an assertion for up to 10 s (background uploads on a loaded machine). */
+async function eventually(check: () => Promise<void>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
 let file: FileObjectStore;
 beforeEach(async () => {
   file = new FileObjectStore(await tmpDir('blockstore'));
 });
 
-function makeStore(inner: ObjectStore, compression: Compression = 'none', cache?: BlockCache, maxUploads = 4) {
-  return new ObjectBlockStore(inner, { blockSize: BS, compression, hashPrefix: false, maxUploads }, cache, { retries: 3, retryBaseMs: 1, retryMaxMs: 5 });
+function makeStore(inner: ObjectStore, compression: Compression = 'none', cache?: BlockCache, maxUploads = 4, recentBlocks = 0) {
+  return new ObjectBlockStore(inner, { blockSize: BS, compression, hashPrefix: false, maxUploads }, cache, { retries: 3, retryBaseMs: 1, retryMaxMs: 5, recentBlocks });
 }
 
 describe.each(['none', 'lz4', 'zstd'] as const)('slice writer and reads (%s)', (compression) => {
@@ -140,8 +153,7 @@ describe('slice writer', () => {
     const w = bs.newWriter(1);
     w.write(0, data(BS + 100));
     await w.drain();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(await listKeys(file)).toEqual([blockKey(1, 0, BS)]);
+    await eventually(async () => expect(await listKeys(file)).toEqual([blockKey(1, 0, BS)]));
     expect(w.writableFrom).toBe(BS);
     expect(() => w.write(BS - 1, Buffer.from('x'))).toThrow(/already uploaded.*new slice/);
     w.write(BS + 100, data(50));
@@ -163,8 +175,7 @@ describe('slice writer', () => {
     put(2 * BS, data(10, 4));
     expect(await listKeys(file)).toEqual([]); // nothing was full and sequential
     w.flushTo(BS);
-    await new Promise((r) => setTimeout(r, 20));
-    expect(await listKeys(file)).toEqual([blockKey(2, 0, BS)]);
+    await eventually(async () => expect(await listKeys(file)).toEqual([blockKey(2, 0, BS)]));
     await w.finish(model.length);
     sameBytes(await bs.read(2, model.length, 0, model.length), model);
   });
@@ -209,6 +220,27 @@ describe('slice writer', () => {
     await w.abort();
     expect(await listKeys(file)).toEqual([]);
     expect(() => w.write(0, Buffer.from('x'))).toThrow(/after aborted/);
+  });
+
+  it('abort during finish makes finish reject', async () => {
+    const slow = new SlowPuts(file, () => 30);
+    const bs = makeStore(slow);
+    const w = bs.newWriter(17);
+    w.write(0, data(3 * BS));
+    const finishing = w.finish(3 * BS).catch((e: unknown) => e);
+    await w.abort();
+    expect(String(await finishing)).toMatch(/aborted while finishing/);
+    expect(await listKeys(file)).toEqual([]);
+  });
+
+  it('abort after a successful finish deletes the slice (failed metadata commit)', async () => {
+    const bs = makeStore(file, 'lz4');
+    const w = bs.newWriter(18);
+    w.write(0, data(BS + 3));
+    await w.finish(BS + 3);
+    expect(await listKeys(file)).toHaveLength(2);
+    await w.abort();
+    expect(await listKeys(file)).toEqual([]);
   });
 
   it('transient put failures are retried with backoff', async () => {
@@ -312,6 +344,19 @@ describe('reads', () => {
     sameBytes(cache.map.get(blockKey(15, 1, 10))!, src.subarray(BS));
     await bs.remove(15, src.length);
     expect(cache.map.size).toBe(0);
+  });
+
+  it('without a cache, recently decoded blocks serve small sequential reads (one GET per block)', async () => {
+    const fault = new FaultObjectStore(file);
+    const bs = makeStore(fault, 'zstd', undefined, 4, 2);
+    const src = data(3 * BS);
+    await bs.writeSlice(16, src);
+    for (let off = 0; off < 3 * BS; off += 1024) sameBytes(await bs.read(16, 3 * BS, off, 1024), src.subarray(off, off + 1024));
+    expect(fault.calls.get).toBe(3);
+    await bs.read(16, 3 * BS, 0, 10); // block 0 was evicted (2 kept)
+    expect(fault.calls.get).toBe(4);
+    await bs.remove(16, 3 * BS);
+    await expect(bs.read(16, 3 * BS, 2 * BS, 10)).rejects.toBeInstanceOf(NotFoundError); // forgotten on remove
   });
 
   it('random slices of random sizes read back exactly (model check)', async () => {
