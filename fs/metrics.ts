@@ -53,6 +53,10 @@ export class Counter implements Metric {
     const k = labelKey(this.labelNames, labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
+  /** Mirror a total kept elsewhere (a collector copying another module's stats object). */
+  set(v: number, labels?: Labels): void {
+    this.values.set(labelKey(this.labelNames, labels), v);
+  }
   get(labels?: Labels): number {
     return this.values.get(labelKey(this.labelNames, labels)) ?? 0;
   }
@@ -179,8 +183,21 @@ export function exponentialBuckets(start: number, factor: number, count: number)
 /** Latency buckets used upstream: 100 µs × 1.5^n, 30 buckets (up to ~19 min). */
 export const DEFAULT_BUCKETS = exponentialBuckets(0.0001, 1.5, 30);
 
+/**
+ * Runs at render time: copies another module's counters into metrics (returns nothing), or
+ * returns ready-made exposition text (e.g. the block cache's cacheStatsToPrometheus()).
+ */
+export type Collector = () => void | string;
+
 export class MetricsRegistry {
   private readonly metrics = new Map<string, Metric>();
+  private readonly collectors = new Set<Collector>();
+
+  /** Register a collector; the returned function removes it. */
+  addCollector(c: Collector): () => void {
+    this.collectors.add(c);
+    return () => this.collectors.delete(c);
+  }
 
   private get<T extends Metric>(name: string, make: () => T, kind: new (...a: never[]) => T): T {
     const m = this.metrics.get(name);
@@ -208,10 +225,19 @@ export class MetricsRegistry {
   }
   /** Prometheus text exposition of every metric, sorted by name for stable output. */
   render(): string {
+    const texts: string[] = [];
+    for (const c of this.collectors) {
+      try {
+        const t = c();
+        if (typeof t === 'string' && t) texts.push(t.endsWith('\n') ? t : t + '\n');
+      } catch {
+        // A broken collector must not take `.stats` down with it.
+      }
+    }
     const out: string[] = [];
     const names = [...this.metrics.keys()].sort();
     for (const n of names) this.metrics.get(n)!.render(out);
-    return out.join('\n') + '\n';
+    return out.join('\n') + '\n' + texts.join('');
   }
 }
 
@@ -223,7 +249,9 @@ const startTime = Date.now();
 /**
  * Metrics shared across layers, created once here so every module uses the same names and
  * labels. Who feeds what:
- * - fs/ (VfsImpl): fuseOps, fuseReadBytes, fuseWrittenBytes, bufferUsed, readaheadUsed
+ * - fs/ (VfsImpl): fuseOps, fuseReadBytes, fuseWrittenBytes, bufferUsed, readaheadUsed, metaOps
+ *   (latency of every Meta call as seen by the VFS), and it mirrors ObjectBlockStore.stats and the
+ *   block cache's stats() at render time (see VfsImpl.registerCollectors)
  * - metadata/ (engine): metaTxn, metaTxnRestart
  * - chunkstore/ (object wrapper/block store): objectRequest, objectBytes, objectErrors
  * - chunkstore/cache: blockcacheHits/Miss/HitBytes/MissBytes/Evict/Bytes/Blocks, blockcacheRead/Write
@@ -245,6 +273,11 @@ export const STD = {
     'Size distributions of write request.',
     [],
     exponentialBuckets(4096, 2, 9),
+  ),
+  metaOps: metrics.histogram(
+    'juicefs_meta_ops_durations_histogram_seconds',
+    'Meta operation latency distributions.',
+    ['method'],
   ),
   metaTxn: metrics.histogram(
     'juicefs_transaction_durations_histogram_seconds',

@@ -32,7 +32,9 @@ import {
   TRASH_INODE,
   metaErr,
 } from '../metadata/types.js';
-import type { BlockStore } from '../chunkstore/types.js';
+import type { BlockCache, BlockStore } from '../chunkstore/types.js';
+import type { BlockStoreStats } from '../chunkstore/blockstore.js';
+import { cacheStatsToPrometheus } from '../chunkstore/cache/metrics.js';
 import type { AttrReply, DirEntryPlus, EntryReply, OpenReply, Vfs } from './types.js';
 import { asMetaError, errnoName } from './errors.js';
 import { STD, metrics as defaultRegistry, type MetricsRegistry } from './metrics.js';
@@ -174,6 +176,39 @@ export function makeCompactor(store: BlockStore): Compactor {
 
 const SEEN_MAX = 16384;
 
+/**
+ * Meta with every method call timed into juicefs_meta_ops_durations_histogram_seconds{method}.
+ * Wrappers are built once per method name, so a call costs one Map lookup and a timestamp.
+ */
+function timedMeta(meta: Meta): Meta {
+  const wrappers = new Map<string, unknown>();
+  return new Proxy(meta, {
+    get(target, p) {
+      const v = Reflect.get(target, p, target) as unknown;
+      if (typeof v !== 'function' || typeof p !== 'string') return v;
+      let w = wrappers.get(p);
+      if (!w) {
+        const fn = v as (...a: unknown[]) => unknown;
+        const label = { method: p };
+        w = (...args: unknown[]) => {
+          const t0 = performance.now();
+          const r = fn.apply(target, args);
+          if (r instanceof Promise) {
+            const done = () => STD.metaOps.observe((performance.now() - t0) / 1000, label);
+            r.then(done, done);
+          }
+          return r;
+        };
+        wrappers.set(p, w);
+      }
+      return w;
+    },
+  });
+}
+
+const OBJECT_REQUESTS = defaultRegistry.counter('artifacts_object_requests_total', 'Object store requests by method (after retries count separately).', ['method']);
+const OBJECT_RETRIES = defaultRegistry.counter('artifacts_object_retries_total', 'Object store operations retried.');
+
 export class VfsImpl implements Vfs {
   readonly entryTtl: number;
   readonly attrTtl: number;
@@ -192,14 +227,17 @@ export class VfsImpl implements Vfs {
   private nextFh = 1n;
   private shuttingDown = false;
   private readonly log: (msg: string) => void;
+  private readonly collectors: Array<() => void> = [];
+  readonly meta: Meta;
 
   constructor(
-    readonly meta: Meta,
+    meta: Meta,
     readonly store: BlockStore,
     opts: Partial<VfsOptions> = {},
   ) {
     this.opts = { ...DEFAULT_VFS_OPTIONS, ...opts };
     const o = this.opts;
+    this.meta = meta = timedMeta(meta);
     this.entryTtl = o.entryTtl;
     this.attrTtl = o.attrTtl;
     this.readOnly = o.readOnly;
@@ -230,6 +268,31 @@ export class VfsImpl implements Vfs {
     // The engine compacts chunks with many records; it needs the block store to rewrite bytes.
     const m = meta as Meta & { setCompactor?: (c: Compactor) => void };
     if (!this.readOnly && typeof m.setCompactor === 'function') m.setCompactor(makeCompactor(store));
+    this.registerCollectors(o.registry ?? defaultRegistry);
+  }
+
+  /**
+   * `.stats` also shows what the block store and the block cache count themselves (they keep plain
+   * stats objects): mirrored at render time, so nothing is added to their hot paths.
+   */
+  private registerCollectors(reg: MetricsRegistry): void {
+    const bs = (this.store as BlockStore & { stats?: BlockStoreStats }).stats;
+    if (bs) {
+      this.collectors.push(
+        reg.addCollector(() => {
+          OBJECT_REQUESTS.set(bs.getRequests, { method: 'GET' });
+          OBJECT_REQUESTS.set(bs.putRequests, { method: 'PUT' });
+          OBJECT_REQUESTS.set(bs.deleteRequests, { method: 'DELETE' });
+          OBJECT_RETRIES.set(bs.retries);
+          STD.objectBytes.set(bs.getBytes, { method: 'GET' });
+          STD.objectBytes.set(bs.putBytes, { method: 'PUT' });
+        }),
+      );
+    }
+    const cache = (this.store as BlockStore & { cache?: BlockCache }).cache;
+    if (cache && typeof cache.stats === 'function') {
+      this.collectors.push(reg.addCollector(() => cacheStatsToPrometheus(cache.stats())));
+    }
   }
 
   // ------------------------------------------------------------------ instrumentation
@@ -937,6 +1000,7 @@ export class VfsImpl implements Vfs {
         this.handles.delete(h.fh);
       }
     }
+    for (const remove of this.collectors.splice(0)) remove();
     await this.meta.closeSession().catch((e) => this.log(`artifacts vfs: closing the session failed: ${(e as Error).message}`));
     if (this.opts.closeMetaOnShutdown) await this.meta.shutdown();
   }

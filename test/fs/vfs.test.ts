@@ -473,12 +473,23 @@ describe('virtual files', () => {
     return b.toString();
   }
 
-  it('.stats is Prometheus text with op latencies', async () => {
+  it('.stats is Prometheus text: op latencies, meta calls, object requests, buffers', async () => {
     await m.vfs.getattr(root, ROOT_INODE);
+    const f = await create(m, ROOT_INODE, 'counted');
+    await m.vfs.write(root, f.ino, f.fh, 0, Buffer.from('abc'));
+    await m.vfs.release(root, f.ino, f.fh);
     const text = await cat(STATS_INODE);
     expect(text).toMatch(/^# HELP juicefs_fuse_ops_durations_histogram_seconds/m);
     expect(text).toMatch(/juicefs_fuse_ops_durations_histogram_seconds_count\{method="getattr"\} [1-9]/);
+    expect(text).toMatch(/juicefs_meta_ops_durations_histogram_seconds_count\{method="writeSlice"\} [1-9]/);
+    expect(text).toMatch(/^artifacts_object_requests_total\{method="PUT"\} [1-9]/m);
+    expect(text).toMatch(/^juicefs_object_request_data_bytes\{method="PUT"\} [1-9]/m);
     expect(text).toMatch(/^juicefs_used_buffer_size_bytes \d+$/m);
+    // Every sample line parses as `name{labels} value`.
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      expect(line).toMatch(/^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEInfNa]+$/);
+    }
   });
 
   it('.config is JSON without secrets', async () => {
