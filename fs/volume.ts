@@ -37,7 +37,7 @@ export interface OpenVolumeOptions {
 export interface OpenVolume {
   meta: RedisMeta;
   objects: ObjectStore;
-  cache?: BlockCache;
+  cache?: BlockCache & { close?: () => Promise<void> };
   store: ObjectBlockStore;
   vfs: VfsImpl;
   cacheConfig: CacheConfig;
@@ -93,7 +93,8 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
       store,
       vfs,
       cacheConfig: cfg,
-      close: () => (closed ??= vfs.shutdown()),
+      // The cache closes after the VFS so queued disk-cache writes of the last uploads finish.
+      close: () => (closed ??= vfs.shutdown().finally(() => cache?.close())),
     };
   } catch (e) {
     await meta.shutdown().catch(() => undefined);

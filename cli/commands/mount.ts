@@ -129,6 +129,7 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => stop('SIGHUP'));
   await mount.unmounted;
+  await vol.close(); // the VFS is already shut down by now; this also drains the disk cache
   await fsp.rm(stateFile(mount.mountpoint), { force: true });
   console.error(`${new Date().toISOString()} unmounted ${mount.mountpoint}`);
 }
