@@ -152,6 +152,11 @@ export async function mount(metaUrl: string, mountpoint: string, extraArgs: stri
     if (Date.now() > deadline) giveUp(`juicefs mount of ${metaUrl} at ${mp} did not appear in /proc/mounts\n${logTail(logFile)}`);
     await new Promise((res) => setTimeout(res, 100));
   }
+  // Now that the daemons are known, the watchdog also kills them after the lazy unmount: if the
+  // test's redis died with the worker, a daemon would otherwise retry its session close forever.
+  const pids = daemonPids(mp);
+  if (watchdog) killQuietly(watchdog);
+  watchdog = startWatchdog(['sh', '-c', 'umount -l "$0"; sleep 2; kill -9 "$@" 2>/dev/null; exit 0', mp, ...pids.map(String)]);
   let done: Promise<void> | undefined;
   return {
     mountpoint: mp,
@@ -193,7 +198,8 @@ export function daemonPids(mp: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     let argv: string[];
     try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      // The daemon rewrites its argv into one space-joined string, so split on both.
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split(/[\0 ]/);
       if (/^State:\s+Z/m.test(readFileSync(`/proc/${entry}/status`, 'utf8'))) continue;
     } catch {
       continue;

@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
-import { dump, format, fsck, gc, isMounted, mount, type JuicefsMount } from '../helpers/juicefs.js';
+import { daemonPids, dump, format, fsck, gc, isMounted, mount, type JuicefsMount } from '../helpers/juicefs.js';
 import { startRedis, startS3, tmpDir, type RedisHandle, type S3Handle } from '../helpers/servers.js';
 
 describe('juicefs wrappers on redis + seaweedfs S3', () => {
@@ -55,6 +55,7 @@ describe('juicefs wrappers on redis + seaweedfs S3', () => {
     const mnt = path.join(await tmpDir('jfs-mnt'), 'mnt');
     jfs = await mount(metaUrl, mnt);
     expect(isMounted(mnt)).toBe(true);
+    expect(daemonPids(mnt).length).toBeGreaterThan(0); // supervisor + FUSE server
 
     const data = randomBytes(2.5 * 1024 * 1024); // 1 MiB blocks -> 3 block objects
     await writeFile(path.join(mnt, 'data.bin'), data);
@@ -116,6 +117,7 @@ describe('juicefs wrappers on redis + seaweedfs S3', () => {
     await jfs!.unmount();
     jfs = undefined;
     expect(isMounted(mp)).toBe(false);
+    expect(daemonPids(mp)).toEqual([]);
     expect(existsSync(path.join(mp, 'hello.txt'))).toBe(false);
     expect(await readFile(log, 'utf8')).not.toMatch(/<FATAL>:/);
   });
