@@ -458,12 +458,17 @@ export class VfsImpl implements Vfs {
     // Under the file's write lock, so no write slips between the flush and the truncate; pending
     // slices are committed first so no later commit resurrects cut bytes.
     const w = this.writer.open(ino, this.currentLength(ino));
-    return w.lock.run(async () => {
-      await this.writer.flushLocked(w);
-      const attr = await this.meta.truncate(ctx, ino, size, flags);
-      this.afterDataChange(ino, attr);
-      return attr;
-    });
+    try {
+      return await w.lock.run(async () => {
+        await this.writer.flushLocked(w);
+        const attr = await this.meta.truncate(ctx, ino, size, flags);
+        this.afterDataChange(ino, attr);
+        return attr;
+      });
+    } finally {
+      // Truncate by path of a file not open here: its writer state has no owner.
+      if (!this.files.has(ino)) this.writer.release(ino);
+    }
   }
 
   /** After truncate/fallocate/copy_file_range by us: caches reflect the new content. */

@@ -116,6 +116,8 @@ export class FileWriter {
   lastError?: MetaError;
   /** Waiters for `pending` to drop below the per-file maximum. */
   slotWaiters: Array<() => void> = [];
+  /** No handle uses this state any more: drop it once the last pending slice is done. */
+  orphaned = false;
   constructor(readonly ino: Ino) {}
 }
 
@@ -158,6 +160,7 @@ export class Writer {
     } else if (f.pending === 0) {
       f.length = length;
     }
+    f.orphaned = false;
     return f;
   }
 
@@ -320,6 +323,7 @@ export class Writer {
       if (i >= 0) c.slices.splice(i, 1);
       if (c.slices.length === 0 && f.chunks.get(c.indx) === c) f.chunks.delete(c.indx);
       f.pending--;
+      if (f.pending === 0 && f.orphaned && this.files.get(f.ino) === f && !f.lock.locked) this.files.delete(f.ino);
       this.used -= s.len;
       STD.bufferUsed.set(this.used);
       if (f.pending < this.opts.maxPendingSlices && f.slotWaiters.length > 0) {
@@ -422,7 +426,9 @@ export class Writer {
   /** Forget the state of `ino` if nothing is pending (last handle closed). */
   release(ino: Ino): void {
     const f = this.files.get(ino);
-    if (f && f.pending === 0 && !f.lock.locked) this.files.delete(ino);
+    if (!f) return;
+    if (f.pending === 0 && !f.lock.locked) this.files.delete(ino);
+    else f.orphaned = true;
   }
 
   /** Stop the timer; pending slices should have been flushed (flushAll) first. */
