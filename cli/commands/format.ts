@@ -6,10 +6,10 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { VOLUME_NAME_RE } from '../../metadata/format.js';
-import { MetaUrlError, parseMetaUrl } from '../../metadata/redis/connect.js';
+import { MetaUrlError, parseMetaUrl, validatePrefix } from '../../metadata/redis/connect.js';
 import { formatForDisplay } from '../../metadata/setting.js';
 import { type Output, outputOf, UsageError } from '../output.js';
-import { formatVolume, type UpdatableField } from '../volume.js';
+import type { UpdatableField } from '../volume.js';
 
 const SHIFT: Record<string, number> = { b: 0, k: 10, m: 20, g: 30, t: 40, p: 50, e: 60 };
 
@@ -78,6 +78,7 @@ async function run(metaUrl: string, name: string, flags: FormatFlags, cmd: Comma
     );
   try {
     parseMetaUrl(metaUrl);
+    if (flags.keyPrefix !== undefined) validatePrefix(flags.keyPrefix, false);
   } catch (e) {
     if (e instanceof MetaUrlError) throw new UsageError(e.message);
     throw e;
@@ -85,11 +86,13 @@ async function run(metaUrl: string, name: string, flags: FormatFlags, cmd: Comma
   const compress = flags.compress.toLowerCase();
   if (!['none', 'lz4', 'zstd'].includes(compress)) throw new UsageError(`unsupported compress algorithm ${JSON.stringify(flags.compress)} (none, lz4, zstd)`);
   const trashDays = parseNonNegInt('trash-days', flags.trashDays);
-  // Flags given on the command line (or through their environment variable) are the ones applied to
-  // an existing volume, as upstream does with LocalFlagNames().
-  const given = (k: string) => ['cli', 'env'].includes(cmd.getOptionValueSource(k) ?? '');
+  // Only flags given on the command line are applied to an existing volume, as upstream does with
+  // LocalFlagNames(); ACCESS_KEY/SECRET_KEY/SESSION_TOKEN from the environment only seed new volumes.
+  const given = (k: string) => cmd.getOptionValueSource(k) === 'cli';
   const explicit = Object.keys(FLAG_TO_FIELD).filter(given).map((k) => FLAG_TO_FIELD[k]);
 
+  // Loaded on use: the object-store SDKs are heavy and `artifacts --help` should not wait for them.
+  const { formatVolume } = await import('../volume.js');
   const res = await formatVolume(
     metaUrl,
     {

@@ -3,12 +3,10 @@
  * Exit code 0 when no error was found (warnings are printed), 1 otherwise.
  */
 import type { Command } from 'commander';
-import { createObjectStore } from '../../chunkstore/object/index.js';
 import type { ObjectStore } from '../../chunkstore/types.js';
 import { readFormat } from '../../metadata/format.js';
-import { connectMeta, MetaUrlError, parseMetaUrl } from '../../metadata/redis/connect.js';
+import { connectMeta, MetaUrlError, parseMetaUrl, validatePrefix } from '../../metadata/redis/connect.js';
 import { decryptSecrets } from '../../metadata/setting.js';
-import { fsckVolume } from '../fsck.js';
 import { ExitError, outputOf, UsageError } from '../output.js';
 
 interface FsckFlags {
@@ -29,11 +27,14 @@ export function register(program: Command): void {
       const out = outputOf(cmd);
       try {
         parseMetaUrl(metaUrl);
+        if (flags.keyPrefix !== undefined) validatePrefix(flags.keyPrefix, false);
       } catch (e) {
         if (e instanceof MetaUrlError) throw new UsageError(e.message);
         throw e;
       }
       if (!/^[0-9]+$/.test(flags.maxFindings)) throw new UsageError('--max-findings must be a number');
+      // Loaded on use (object-store SDKs are heavy).
+      const [{ createObjectStore }, { fsckVolume }] = await Promise.all([import('../../chunkstore/object/index.js'), import('../fsck.js')]);
       const conn = await connectMeta(metaUrl, { prefix: flags.keyPrefix });
       let store: ObjectStore | null = null;
       try {

@@ -66,7 +66,7 @@ export function register(program: Command): void {
         reapIntervalMs: Number(flags.reapInterval) || 1000,
         logger: defaultLogger(flags.logLevel),
       });
-      out.info(`orchestrator listening on ${running.url}`);
+      out.debug(`orchestrator listening on ${running.url}`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {
           running.app.log.info({ signal: sig }, 'shutting down');

@@ -282,7 +282,9 @@ export async function up(flags: UpFlags, out: Output): Promise<StackState> {
   }
   if (existing) await stopStack(existing, out); // half-dead leftovers
   await mkdir(base, { recursive: true, mode: 0o700 });
-  await chmod(base, 0o700);
+  // 0711 lets a root-run stack hand PostgreSQL (which refuses root) its own 0700 sub-directory;
+  // every sub-directory and file is private anyway.
+  await chmod(base, process.getuid?.() === 0 ? 0o711 : 0o700);
   const objects = join(base, 'objects');
   await mkdir(objects, { recursive: true, mode: 0o700 });
   const t0 = Date.now();

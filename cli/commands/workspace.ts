@@ -3,6 +3,7 @@
  * product (reserve on the orchestrator → format in-process with the 15-minute format user →
  * confirm), prints its lines, and resumes a pending_format workspace when re-run.
  */
+import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import { createObjectStore } from '../../chunkstore/object/index.js';
 import { connectMeta } from '../../metadata/redis/connect.js';
@@ -240,6 +241,8 @@ export function register(program: Command): void {
           out.warn(`this build has no \`artifacts mount\` yet: ${w.identifier} is created and formatted, not mounted at ${mountpoint}`);
           return;
         }
+        // Like upstream: `workspace create demo ./demo` makes ./demo if needed.
+        await mkdir(mountpoint, { recursive: true });
         await mount.parseAsync([w.identifier, mountpoint], { from: 'user' });
       }
     });

@@ -11,7 +11,8 @@
  * an unpatched upstream client anyway. Default prefix: "" (standalone/sentinel), `{N}` (cluster).
  */
 import { readFileSync } from 'node:fs';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+// Types only at load time: parsing a URL (CLI usage checks, --help) must not pay for loading ioredis.
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 
 export type MetaMode = 'standalone' | 'cluster' | 'sentinel';
@@ -466,6 +467,7 @@ function baseOptions(u: MetaUrl, extra?: Partial<RedisOptions>): RedisOptions {
 
 /** Upstream's test: CLUSTER INFO succeeds with `cluster_state:` in it, or fails mentioning "cluster mode". */
 async function looksLikeCluster(u: MetaUrl, extra?: Partial<RedisOptions>): Promise<boolean> {
+  const { Redis } = await import('ioredis');
   const probe = new Redis({
     ...baseOptions(u, extra),
     host: u.hosts[0]?.host,
@@ -530,6 +532,7 @@ async function waitReady(r: MetaRedis, what: string): Promise<void> {
  */
 export async function connectMeta(url: string | MetaUrl, opts: ConnectOptions = {}): Promise<MetaConnection> {
   const u = typeof url === 'string' ? parseMetaUrl(url, opts.env) : url;
+  const { Redis, Cluster } = await import('ioredis');
   let mode = u.mode;
   if (mode === 'standalone' && !opts.noClusterProbe && (await looksLikeCluster(u, opts.redisOptions))) mode = 'cluster';
   const cluster = mode === 'cluster';
