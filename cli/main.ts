@@ -23,6 +23,9 @@ import { ExitError, Output, UsageError } from './output.js';
 /** Command modules, in help order. Add new commands here. */
 const COMMANDS: ((program: Command) => void)[] = [registerFormat, registerFsck, registerMount, registerLogin, registerLogout, registerWhoami, registerWorkspace, registerStorage, registerPlatform, registerUp, registerDown, registerOrchestrator];
 
+// The AWS SDK warns on every run under Node 20 (it wants 22); we support Node 20 on purpose.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 function packageVersion(): string {
   // dist/cli/main.js and cli/main.ts (tests) sit at different depths below package.json.
   for (const rel of ['../../package.json', '../package.json']) {
