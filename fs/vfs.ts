@@ -360,7 +360,15 @@ export class VfsImpl implements Vfs {
         f.length = attr.length;
         this.writer.truncated(ino, attr.length);
         this.reader.invalidate(ino);
-        this.invalidator?.inode(ino);
+        const inv = this.invalidator;
+        // After the current reply: a kernel notification must never wait on a request of ours.
+        if (inv) setImmediate(() => {
+          try {
+            inv.inode(ino);
+          } catch {
+            // best effort: the kernel re-validates on the next open anyway
+          }
+        });
       } else if (attr.length > f.length && pending === undefined) {
         f.length = attr.length;
       }
