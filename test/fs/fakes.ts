@@ -63,7 +63,7 @@ export class FakeDataMeta {
   async writeSlice(ino: Ino, indx: number, pos: number, slice: Slice, mtime: { sec: number; nsec: number }): Promise<void> {
     if (this.commitDelayMs) await new Promise((r) => setTimeout(r, this.commitDelayMs));
     if (this.failCommit) throw this.failCommit;
-    if (slice.pos !== pos || slice.off !== 0 || slice.len !== slice.size) throw metaErr('EINVAL', 'bad record');
+    if (slice.pos !== pos || (slice.id !== 0 && (slice.off !== 0 || slice.len !== slice.size))) throw metaErr('EINVAL', 'bad record');
     const k = `${ino}_${indx}`;
     const l = this.chunks.get(k) ?? [];
     l.push({ ...slice });

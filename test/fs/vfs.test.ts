@@ -339,6 +339,27 @@ describe('two mounts: close-to-open consistency and commit timers', () => {
     await b.vfs.release(root, e.ino, r3.fh);
   });
 
+  it('a stat on B that sees a new mtime drops B\'s cached chunk maps and tells the kernel', async () => {
+    const f = await create(a, ROOT_INODE, 'watched');
+    await a.vfs.write(root, f.ino, f.fh, 0, Buffer.from('first'));
+    await a.vfs.release(root, f.ino, f.fh);
+    const invalidated: Ino[] = [];
+    b.vfs.invalidator = { inode: (ino) => invalidated.push(ino), entry: () => {} };
+    const r = await b.vfs.open(root, f.ino, O_RDONLY);
+    expect((await b.vfs.read(root, f.ino, r.fh, 0, 100)).toString()).toBe('first');
+    const w = await a.vfs.open(root, f.ino, O_WRONLY);
+    await a.vfs.write(root, f.ino, w.fh, 0, Buffer.from('SECOND'));
+    await a.vfs.release(root, f.ino, w.fh);
+    // Still the cached view until B learns of the change...
+    expect((await b.vfs.read(root, f.ino, r.fh, 0, 100)).toString()).toBe('first');
+    expect((await b.vfs.getattr(root, f.ino)).attr.length).toBe(6);
+    await new Promise((r) => setImmediate(r));
+    expect(invalidated).toEqual([f.ino]);
+    expect((await b.vfs.read(root, f.ino, r.fh, 0, 100)).toString()).toBe('SECOND');
+    await b.vfs.release(root, f.ino, r.fh);
+    b.vfs.invalidator = undefined;
+  });
+
   it('without any close, a write becomes visible to the other mount after the idle timer', async () => {
     const f = await create(a, ROOT_INODE, 'timer');
     await a.vfs.write(root, f.ino, f.fh, 0, Buffer.from('committed by timer'));
