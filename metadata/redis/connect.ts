@@ -458,6 +458,10 @@ function baseOptions(u: MetaUrl, extra?: Partial<RedisOptions>): RedisOptions {
     retryStrategy: (times: number) => Math.min(Math.max(o.minRetryBackoffMs, 1) * 2 ** Math.min(times, 20), Math.max(o.maxRetryBackoffMs, 1)),
     enableAutoPipelining: true,
     lazyConnect: false,
+    // ioredis' ready check runs INFO (waits out LOADING). Per-workspace ACL users are normally not
+    // allowed INFO (it is @dangerous), and ioredis then prints a warning on every connection; for
+    // them we skip it (a LOADING reply surfaces as a retryable error instead).
+    enableReadyCheck: !u.username,
     connectionName: o.clientName,
     ...(o.protocol ? { protocol: o.protocol } : {}),
     ...extra,

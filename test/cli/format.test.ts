@@ -30,7 +30,7 @@ function open(n: number): Redis {
 }
 
 beforeAll(async () => {
-  [redis, s3] = await Promise.all([startRedis(), startS3()]);
+  [redis, s3] = await Promise.all([startRedis({ args: ['--databases', '64'] }), startS3()]);
   dir = await tmpDir('cli-format');
 }, 120_000);
 
@@ -223,6 +223,19 @@ describe('formatVolume (object store + Redis)', () => {
     ).rejects.toThrow(/is not configured correctly/);
     expect(await open(n).exists('setting')).toBe(0);
   }, 60_000);
+
+  test('a Redis ACL user limited to the prefix and a few commands can format (the workspace create flow)', async () => {
+    const admin = open(0);
+    // The minimal command set, for the orchestrator's format ACL user (plus `client|setinfo` on Redis >= 7.2).
+    await admin.call('ACL', 'SETUSER', 'fmt-1', 'on', '>fmtpw', '~{u_1_w_2}:*', 'resetchannels', '-@all', '+get', '+set', '+setnx', '+multi', '+exec', '+del', '+select', '+hello');
+    const n = ++db;
+    const bucket = path.join(dir, 'acl');
+    const res = await formatVolume(`redis://fmt-1:fmtpw@127.0.0.1:${redis.port}/${n}?prefix=%7Bu_1_w_2%7D%3A`, { name: 'aclvol', bucket }, { env: {} });
+    expect(res).toMatchObject({ created: true, prefix: '{u_1_w_2}:' });
+    expect((await open(n).keys('*')).sort()).toEqual(['{u_1_w_2}:i1', `{u_1_w_2}:i${TRASH_INODE}`, '{u_1_w_2}:setting']);
+    // outside its prefix the user can do nothing
+    await expect(formatVolume(`redis://fmt-1:fmtpw@127.0.0.1:${redis.port}/${n}?prefix=%7Bu_2_w_2%7D%3A`, { name: 'aclvol', bucket: path.join(dir, 'acl2') }, { env: {} })).rejects.toThrow(/NOPERM/);
+  });
 
   test('an existing volume with MetaVersion 2 or a corrupt setting is refused with a clear message', async () => {
     const n = ++db;
