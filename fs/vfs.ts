@@ -39,7 +39,7 @@ import type { AttrReply, DirEntryPlus, EntryReply, OpenReply, Vfs } from './type
 import { asMetaError, errnoName } from './errors.js';
 import { STD, metrics as defaultRegistry, type MetricsRegistry } from './metrics.js';
 import { Reader, type ReadStream, SEEK_DATA, SEEK_HOLE } from './reader.js';
-import { isVirtual, SystemFiles, type VirtualHandle } from './system.js';
+import { ACCESSLOG_INODE, isVirtual, SystemFiles, type VirtualHandle } from './system.js';
 import { MAX_FILE_SIZE, Writer, type WriterOptions } from './writer.js';
 
 export { MAX_FILE_SIZE };
@@ -667,6 +667,11 @@ export class VfsImpl implements Vfs {
   }
 
   read(ctx: Ctx, ino: Ino, fh: bigint, offset: number, size: number): Promise<Buffer> {
+    // Reads of .accesslog are not logged: each would produce the next line to read, forever.
+    if (ino === ACCESSLOG_INODE) {
+      const h = this.handles.get(fh);
+      if (h?.kind === 'file' && h.virtual) return h.virtual.read(offset, size);
+    }
     return this.op('read', ctx, () => `${ino},${size},${offset},${fh}`, async () => {
       const h = this.fileHandle(fh, ino);
       if (h.virtual) return h.virtual.read(offset, size);
