@@ -7,7 +7,19 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { connectMeta, type MetaUrl, MetaUrlError, parseDuration, parseMetaUrl, redactRaw, validatePrefix } from '../../metadata/redis/connect.js';
-import { startRedis, startRedisCluster, tmpDir, type RedisClusterHandle, type RedisHandle } from '../helpers/servers.js';
+import {
+  freePort,
+  redisCommand,
+  redisServerBin,
+  spawnManaged,
+  startRedis,
+  startRedisCluster,
+  tmpDir,
+  waitUntil,
+  type ManagedProcess,
+  type RedisClusterHandle,
+  type RedisHandle,
+} from '../helpers/servers.js';
 
 describe('parseMetaUrl', () => {
   const p = (u: string, env: NodeJS.ProcessEnv = {}) => parseMetaUrl(u, env);
@@ -193,5 +205,42 @@ describe('connectMeta on a real 3-master cluster', () => {
     }
     await expect(connectMeta(`${cl.url}/2`, { prefix: 'plain:', env: {} })).rejects.toThrow(/hash tag/);
     await expect(connectMeta(`redis://127.0.0.1:${cl.ports[0]}/1?prefix=plain:`, { env: {} })).rejects.toThrow(/hash tag/);
+  });
+});
+
+describe('connectMeta through a real Sentinel', () => {
+  let master: RedisHandle;
+  let sentinel: ManagedProcess;
+  let sentinelPort: number;
+  beforeAll(async () => {
+    master = await startRedis();
+    sentinelPort = await freePort();
+    const d = await tmpDir('sentinel');
+    const conf = path.join(d, 'sentinel.conf');
+    writeFileSync(conf, `port ${sentinelPort}\nbind 127.0.0.1\ndir ${d}\nsentinel monitor mymaster 127.0.0.1 ${master.port} 1\n`);
+    sentinel = spawnManaged('redis-sentinel', redisServerBin(), [conf, '--sentinel'], { cwd: d, logFile: path.join(d, 'sentinel.log') });
+    await waitUntil('sentinel knows mymaster', sentinel, async () => {
+      const r = await redisCommand(sentinelPort, ['SENTINEL', 'get-master-addr-by-name', 'mymaster']);
+      return Array.isArray(r) && r[1] === String(master.port);
+    }, 20_000, 100);
+  }, 60_000);
+  afterAll(async () => {
+    await sentinel?.stop(0);
+    await master?.stop();
+  });
+
+  test('MASTER,sentinel URL: the master is found through the sentinel, db selected, prefix ""', async () => {
+    const c = await connectMeta(`redis://mymaster,127.0.0.1:${sentinelPort}/5`, { env: {} });
+    try {
+      expect(c.url.mode).toBe('sentinel');
+      expect(c.cluster).toBe(false);
+      expect(c.prefix).toBe('');
+      await c.redis.set('via-sentinel', '1');
+      const direct = new Redis({ host: master.host, port: master.port, db: 5 });
+      expect(await direct.get('via-sentinel')).toBe('1');
+      direct.disconnect();
+    } finally {
+      await c.close();
+    }
   });
 });
