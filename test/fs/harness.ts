@@ -44,6 +44,8 @@ export interface Mount {
   vfs: VfsImpl;
   meta: RedisMeta;
   store: ObjectBlockStore;
+  /** Unexpected (non-errno) errors the VFS logged; close() fails if there are any. */
+  errors: string[];
   close(): Promise<void>;
 }
 
@@ -99,14 +101,17 @@ export async function makeVolume(spec: VolumeSpec): Promise<Volume> {
         onDeleteSlice: (id, size) => store.remove(id, size),
       });
       await meta.newSession();
-      const vfs = new VfsImpl(meta, store, { logger: () => {}, ...opts, readOnly: opts.readOnly ?? m.readOnly ?? false });
+      const errors: string[] = [];
+      const vfs = new VfsImpl(meta, store, { logger: (msg) => errors.push(msg), ...opts, readOnly: opts.readOnly ?? m.readOnly ?? false });
       return {
         vfs,
         meta,
         store,
+        errors,
         async close() {
           await vfs.shutdown();
           await meta.shutdown();
+          if (errors.length) throw new Error(`unexpected VFS errors:\n${errors.join('\n')}`);
         },
       };
     },
