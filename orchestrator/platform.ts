@@ -277,11 +277,12 @@ export async function createTicket(ctx: Ctx, p: Principal, req: TicketRequest): 
        ON CONFLICT (tenant_id, workspace_id, runtime_id) WHERE status = 'active' DO NOTHING`,
       [newId('grt_'), p.user.id, t.id, w.id, req.runtime, req.mode],
     );
-    // Prefer the runtime-scoped grant; a tenant-wide one covers too.
+    // The most specific covering grant wins (runtime-scoped before tenant-wide): revoking it is
+    // what ends this runtime's sessions.
     const grants = await q.query<{ id: string; mode: AclMode }>(
       `SELECT id, mode FROM access_grants WHERE tenant_id = $1 AND workspace_id = $2 AND runtime_id IN ($3, '')
          AND status = 'active' AND (expires_at IS NULL OR expires_at > now())
-       ORDER BY (mode = 'rw') DESC, (runtime_id = '') ASC`,
+       ORDER BY (runtime_id = '') ASC, (mode = 'rw') DESC`,
       [t.id, w.id, req.runtime],
     );
     const covering = grants.find((g) => g.mode === 'rw' || req.mode === 'ro');

@@ -61,7 +61,8 @@ function view(r: SessionRow): SessionView {
     workspace: `${r.handle}/${r.name}`,
     mode: r.mode,
     kind: r.tenant_slug ? 'platform' : 'owner',
-    status: r.status,
+    // Past its expiry but not reaped yet (the reaper runs every second): it is expired already.
+    status: r.status === 'active' && r.expires_at && r.expires_at.getTime() <= Date.now() ? 'expired' : r.status,
     tenant: r.tenant_slug,
     runtime: r.runtime_id,
     grant_id: r.grant_id,

@@ -4,6 +4,11 @@
  * a free port) or PGlite, a real redis-server, and a running orchestrator with one user.
  */
 import { spawnSync } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { Output } from '../../cli/output.js';
+import { createWorkspaceFlow } from '../../cli/commands/workspace.js';
+import { ArtifactsClient, type WorkspaceView } from '../../orchestrator/client.js';
 import { chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -11,7 +16,7 @@ import { createApiKey, createUser } from '../../orchestrator/identity.js';
 import { openDb, type Db } from '../../orchestrator/db.js';
 import { migrate } from '../../orchestrator/migrations/index.js';
 import { startOrchestrator, type RunningOrchestrator, type ServeOptions } from '../../orchestrator/serve.js';
-import { freePort, spawnManaged, startRedis, tmpDir, waitUntil, type RedisHandle } from '../helpers/servers.js';
+import { freePort, redisCommand, RespError, spawnManaged, startRedis, tmpDir, waitUntil, type RedisHandle } from '../helpers/servers.js';
 
 export interface PgHandle {
   url: string;
@@ -178,4 +183,49 @@ export async function call(
     // not JSON (metrics)
   }
   return { status: res.status, body: parsed };
+}
+
+/** An Output that collects lines instead of printing. */
+export function collectingOutput(lines: string[] = []): Output {
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return new Output({}, sink, sink);
+}
+
+/** An active workspace, created by the real three-phase flow. */
+export async function activeWorkspace(s: Stack, name: string, key = s.key): Promise<WorkspaceView> {
+  const client = new ArtifactsClient({ baseUrl: s.url, apiKey: key });
+  return createWorkspaceFlow(client, { name }, { out: collectingOutput() });
+}
+
+/** A second user with its own key, straight in the database (what `orchestrator user create` does). */
+export async function addUser(s: Stack, handle: string): Promise<string> {
+  const u = await createUser(s.db, handle);
+  return (await createApiKey(s.db, u.id, 'test')).key;
+}
+
+/** A raw Redis connection as some ACL user: no retries, no ready check (sessions cannot INFO). */
+export function redisAs(s: Stack, username: string, password: string): Redis {
+  const r = new Redis({
+    host: '127.0.0.1',
+    port: s.redis.port,
+    username,
+    password,
+    enableReadyCheck: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    lazyConnect: true,
+  });
+  r.on('error', () => undefined);
+  return r;
+}
+
+/** The reply to `AUTH user password` on a fresh connection: 'OK' or the error text. */
+export async function authReply(s: Stack, username: string, password: string): Promise<string> {
+  const v = await redisCommand(s.redis.port, ['AUTH', username, password]);
+  return v instanceof RespError ? v.message : String(v);
 }

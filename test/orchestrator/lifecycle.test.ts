@@ -6,20 +6,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactsClient } from '../../orchestrator/client.js';
-import { Output } from '../../cli/output.js';
 import { createWorkspaceFlow } from '../../cli/commands/workspace.js';
-import { call, startStack, type DbKind, type Stack } from './harness.js';
-import { Writable } from 'node:stream';
-
-function quietOutput(lines: string[]): Output {
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return new Output({}, sink, sink);
-}
+import { call, collectingOutput as quietOutput, startStack, type DbKind, type Stack } from './harness.js';
 
 describe.each<DbKind>(['postgres', 'pglite'])('workspace lifecycle on %s', (kind) => {
   let s: Stack;
