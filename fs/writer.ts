@@ -275,7 +275,8 @@ export class Writer {
     const finishing = s.len > 0 ? s.sw.finish(s.len) : Promise.resolve();
     finishing.catch(() => {}); // handled in commit(); avoid an unhandled rejection meanwhile
     s.finishing = finishing;
-    c.chain = c.chain.then(() => this.commit(s));
+    // commit() settles s.done whatever happens; the catch only keeps the chain alive for later slices.
+    c.chain = c.chain.then(() => this.commit(s)).catch(() => {});
   }
 
   private async commit(s: PendingSlice): Promise<void> {
@@ -316,7 +317,11 @@ export class Writer {
           await sleep(Math.min(5000, 50 * 2 ** attempt));
         }
       }
-      this.hooks.onCommit?.(f.ino, c.indx, c.indx * CHUNK_SIZE + s.pos + s.len, s.mtime);
+      try {
+        this.hooks.onCommit?.(f.ino, c.indx, c.indx * CHUNK_SIZE + s.pos + s.len, s.mtime);
+      } catch {
+        // a cache-invalidation hook must not turn a committed slice into a failed one
+      }
     } finally {
       s.state = committed ? 'committed' : 'failed';
       const i = c.slices.indexOf(s);
