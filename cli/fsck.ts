@@ -221,14 +221,18 @@ export async function fsckVolume(conn: MetaConnection, opts: FsckOptions): Promi
   progress(`reading ${dentryKeys.length} directories`);
   const linkParents = new Map<Ino, Ino[]>(); // ino -> parents of its dentries (with repetition)
   const subdirs = new Map<Ino, number>();
-  const entries = await batched<Record<string, Buffer>>(redis, dentryKeys.map((d) => ['hgetall', prefix + 'd' + d]), (p, c) =>
-    p.hgetallBuffer(c[1] as string),
+  // Raw HGETALL replies: entry names are bytes, and two non-UTF-8 names could collide as object keys.
+  const entries = await batched<Buffer[]>(redis, dentryKeys.map((d) => ['hgetall', prefix + 'd' + d]), (p, c) =>
+    p.callBuffer('HGETALL', c[1] as string),
   );
   dentryKeys.forEach((parent, i) => {
     const pa = attrs.get(parent);
     if (!pa) f.add('error', 'dentry', `directory entries d${parent} exist but inode ${parent} does not`);
     else if (pa.type !== FileType.Dir) f.add('error', 'dentry', `d${parent} exists but inode ${parent} is not a directory`);
-    for (const [name, v] of Object.entries(entries[i] ?? {})) {
+    const flat = entries[i] ?? [];
+    for (let j = 0; j + 1 < flat.length; j += 2) {
+      const name = flat[j].toString();
+      const v = flat[j + 1];
       stats.dentries++;
       let d: { type: FileType; ino: Ino };
       try {
