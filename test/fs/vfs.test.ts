@@ -421,6 +421,41 @@ describe('upload failure', () => {
   });
 });
 
+describe('Redis outage during a commit', () => {
+  it('a paused Redis delays close; nothing acknowledged is lost once it answers again', async () => {
+    const own = await startRedis();
+    try {
+      const vol = await makeVolume({ redis: own, db: 1, dir: `${dir}/outage` });
+      const m = await vol.mount({ writer: { idleMs: 60_000, commitAfterMs: 60_000 } });
+      const f = await create(m, ROOT_INODE, 'survives');
+      const data = pattern(3 * MiB + 17, 12);
+      await m.vfs.write(root, f.ino, f.fh, 0, data);
+      process.kill(own.pid, 'SIGSTOP');
+      const t0 = Date.now();
+      let released = false;
+      const closing = m.vfs.release(root, f.ino, f.fh).then(() => (released = true));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(released).toBe(false);
+      process.kill(own.pid, 'SIGCONT');
+      await closing;
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+      const other = await vol.mount();
+      const r = await other.vfs.open(root, f.ino, O_RDONLY);
+      expect(sha(await readAll(other.vfs, root, f.ino, r.fh, 0, 4 * MiB))).toBe(sha(data));
+      await other.vfs.release(root, f.ino, r.fh);
+      await other.close();
+      await m.close();
+    } finally {
+      try {
+        process.kill(own.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+      await own.stop();
+    }
+  });
+});
+
 describe('read-only mount', () => {
   it('every write op is EROFS without calling the engine', async () => {
     const vol = await makeVolume({ redis, db: 5, dir: `${dir}/v5` });
