@@ -18,10 +18,11 @@ import { register as registerPlatform } from './commands/platform.js';
 import { register as registerUp } from './commands/up.js';
 import { register as registerDown } from './commands/down.js';
 import { register as registerOrchestrator } from './commands/orchestrator.js';
+import { register as registerBench } from './commands/bench.js';
 import { ExitError, Output, UsageError } from './output.js';
 
 /** Command modules, in help order. Add new commands here. */
-const COMMANDS: ((program: Command) => void)[] = [registerFormat, registerFsck, registerMount, registerLogin, registerLogout, registerWhoami, registerWorkspace, registerStorage, registerPlatform, registerUp, registerDown, registerOrchestrator];
+const COMMANDS: ((program: Command) => void)[] = [registerFormat, registerFsck, registerMount, registerLogin, registerLogout, registerWhoami, registerWorkspace, registerStorage, registerPlatform, registerUp, registerDown, registerOrchestrator, registerBench];
 
 // The AWS SDK warns on every run under Node 20 (it wants 22); we support Node 20 on purpose.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';

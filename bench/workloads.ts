@@ -1,0 +1,225 @@
+/**
+ * The workloads, run against one mounted target. Every number is "higher is better" (MiB/s, IOPS,
+ * files/s), so a ratio above 1 always means artifacts is faster.
+ *
+ * One suite per target and round:
+ *   seq write (cold mount) → seq read cold → seq read warm →
+ *   4 KiB randread iodepth 1 / 16 cold (each after a cold remount) → warm (cache filled, remount) →
+ *   small files (create, read, stat, delete; kernel caches dropped between phases) →
+ *   agent tree (unpack, grep -r, stat walk, second grep, rm -r).
+ * Warm variants are skipped for targets without a disk cache (benchmark profile): there cold and
+ * warm are the same by construction.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dropCaches, load1, run } from './proc.js';
+import type { SmallFilesResult } from './smallfiles.js';
+import { remount, type Target } from './systems.js';
+
+export interface Sizes {
+  /** Size of the sequential file, also the random-read target. */
+  seqBytes: number;
+  /** fio time_based runtime of each random-read job. */
+  randSeconds: number;
+  smallFiles: number;
+  smallDirs: number;
+  smallFileBytes: number;
+  rounds: number;
+  mdtest: { dirs: number; depth: number; files: number };
+}
+
+export const FULL: Sizes = {
+  seqBytes: 1 << 30,
+  randSeconds: 15,
+  smallFiles: 10_000,
+  smallDirs: 100,
+  smallFileBytes: 4096,
+  rounds: 3,
+  mdtest: { dirs: 3, depth: 3, files: 100 },
+};
+
+export const QUICK: Sizes = {
+  seqBytes: 256 << 20,
+  randSeconds: 3,
+  smallFiles: 2000,
+  smallDirs: 20,
+  smallFileBytes: 4096,
+  rounds: 1,
+  mdtest: { dirs: 3, depth: 2, files: 40 },
+};
+
+export interface Sample {
+  workload: string;
+  metric: string;
+  unit: string;
+  value: number;
+  /** 1-minute load average when the sample was taken. */
+  load1: number;
+}
+
+export interface AgentTree {
+  /** A tar archive of the tree (made once, outside any mount). */
+  tarball: string;
+  files: number;
+  bytes: number;
+  /** A word that occurs in the tree (grep must find it). */
+  word: string;
+}
+
+export interface SuiteContext {
+  sizes: Sizes;
+  tree: AgentTree;
+  log: (msg: string) => void;
+  /** Only run workloads whose name matches. */
+  only?: RegExp;
+}
+
+const MiB = 1 << 20;
+const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+
+function sample(workload: string, metric: string, unit: string, value: number): Sample {
+  return { workload, metric, unit, value, load1: load1() };
+}
+
+async function nodeScript(script: string, args: string[]): Promise<unknown> {
+  const r = await run(process.execPath, [here(script), ...args], { timeoutMs: 60 * 60_000 });
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+}
+
+async function seqWrite(file: string, bytes: number): Promise<number> {
+  const r = (await nodeScript('./seqio.js', ['write', file, String(bytes)])) as { bytes: number; mibPerSec: number };
+  if (r.bytes !== bytes) throw new Error(`seq write wrote ${r.bytes} of ${bytes} bytes`);
+  return r.mibPerSec;
+}
+
+async function seqRead(file: string, bytes: number): Promise<number> {
+  const r = (await nodeScript('./seqio.js', ['read', file])) as { bytes: number; mibPerSec: number };
+  if (r.bytes !== bytes) throw new Error(`seq read got ${r.bytes} of ${bytes} bytes`);
+  return r.mibPerSec;
+}
+
+/** fio 4 KiB random reads with O_DIRECT; returns IOPS. */
+async function randRead(file: string, bytes: number, depth: number, seconds: number): Promise<number> {
+  const args = [
+    '--output-format=json', '--name=rand', `--filename=${file}`, `--size=${bytes}`, '--rw=randread', '--bs=4k', '--direct=1',
+    '--time_based', `--runtime=${seconds}`, '--ramp_time=0', '--randrepeat=0', '--invalidate=0',
+    ...(depth > 1 ? ['--ioengine=libaio', `--iodepth=${depth}`] : ['--ioengine=psync']),
+  ];
+  const r = await run('fio', args, { timeoutMs: (seconds + 300) * 1000 });
+  const j = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { read: { iops: number }; error: number }[] };
+  const job = j.jobs[0]!;
+  if (job.error) throw new Error(`fio randread error ${job.error}`);
+  return job.read.iops;
+}
+
+export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> {
+  const { sizes, log } = ctx;
+  const out: Sample[] = [];
+  const want = (w: string) => !ctx.only || ctx.only.test(w);
+  const warm = t.hasDiskCache;
+  const dir = path.join(t.mountpoint, 'bench');
+  const file = path.join(dir, 'seq.bin');
+  const step = (w: string, s: Sample) => {
+    out.push(s);
+    log(`  ${t.label.padEnd(22)} ${w.padEnd(22)} ${s.value.toFixed(s.value < 100 ? 1 : 0).padStart(8)} ${s.unit}  (load ${s.load1.toFixed(1)})`);
+  };
+
+  const seqWanted = ['seq-write', 'seq-read-cold', 'seq-read-warm', 'randread-qd1-cold', 'randread-qd16-cold', 'randread-qd1-warm', 'randread-qd16-warm'].some(want);
+  if (seqWanted) {
+    await remount(t, 'cold');
+    await mkdir(dir, { recursive: true });
+    step('seq-write', sample('seq-write', 'throughput', 'MiB/s', await seqWrite(file, sizes.seqBytes)));
+
+    if (want('seq-read-cold')) {
+      await remount(t, 'cold');
+      step('seq-read-cold', sample('seq-read-cold', 'throughput', 'MiB/s', await seqRead(file, sizes.seqBytes)));
+    }
+    if (warm && want('seq-read-warm')) {
+      // Fill the cache if the cold read did not run, then remount so only our cache counts.
+      if (!want('seq-read-cold')) await seqRead(file, sizes.seqBytes);
+      await remount(t, 'warm');
+      step('seq-read-warm', sample('seq-read-warm', 'throughput', 'MiB/s', await seqRead(file, sizes.seqBytes)));
+    }
+    for (const depth of [1, 16]) {
+      const w = `randread-qd${depth}-cold`;
+      if (!want(w)) continue;
+      await remount(t, 'cold');
+      step(w, sample(w, 'iops', 'IOPS', await randRead(file, sizes.seqBytes, depth, sizes.randSeconds)));
+    }
+    if (warm && (want('randread-qd1-warm') || want('randread-qd16-warm'))) {
+      await seqRead(file, sizes.seqBytes); // whole file into the disk cache (untimed)
+      await remount(t, 'warm');
+      for (const depth of [1, 16]) {
+        const w = `randread-qd${depth}-warm`;
+        if (want(w)) step(w, sample(w, 'iops', 'IOPS', await randRead(file, sizes.seqBytes, depth, sizes.randSeconds)));
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  if (['small-create', 'small-read', 'small-stat', 'small-delete'].some(want)) {
+    await remount(t, 'cold');
+    const r = (await nodeScript('./smallfiles.js', [path.join(t.mountpoint, 'small'), String(sizes.smallFiles), String(sizes.smallDirs), String(sizes.smallFileBytes), '--drop-caches'])) as SmallFilesResult;
+    for (const phase of ['create', 'read', 'stat', 'delete'] as const) step(`small-${phase}`, sample(`small-${phase}`, 'rate', 'files/s', r[phase]));
+  }
+
+  if (['agent-unpack', 'agent-grep', 'agent-stat-walk', 'agent-grep2', 'agent-rm'].some(want)) {
+    await remount(t, 'cold');
+    const tree = path.join(t.mountpoint, 'agent');
+    await mkdir(tree);
+    const { files, word } = ctx.tree;
+    const unpack = await run('tar', ['-xf', ctx.tree.tarball, '-C', tree]);
+    step('agent-unpack', sample('agent-unpack', 'rate', 'files/s', files / unpack.seconds));
+    // A later step of an agent (or another process) reads the tree: the kernel's copy must not count.
+    await dropCaches();
+    const grep = async (w: string) => {
+      const g = await run('grep', ['-r', '-c', '-F', word, tree], { okCodes: [0, 1] });
+      let hits = 0;
+      let seen = 0;
+      for (const line of g.stdout.split('\n')) {
+        if (!line) continue;
+        seen++;
+        hits += Number(line.slice(line.lastIndexOf(':') + 1));
+      }
+      if (seen !== files || hits === 0) throw new Error(`grep -r saw ${seen} of ${files} files, ${hits} hits of "${word}"`);
+      step(w, sample(w, 'rate', 'files/s', files / g.seconds));
+    };
+    await grep('agent-grep');
+    const walk = await run('find', [tree, '-printf', '%s %T@\n']);
+    const entries = walk.stdout.split('\n').length - 1;
+    if (entries < files) throw new Error(`find saw ${entries} entries, the tree has ${files} files`);
+    step('agent-stat-walk', sample('agent-stat-walk', 'rate', 'files/s', files / walk.seconds));
+    await grep('agent-grep2');
+    const del = await run('rm', ['-rf', tree]);
+    step('agent-rm', sample('agent-rm', 'rate', 'files/s', files / del.seconds));
+  }
+  await t.unmount();
+  return out;
+}
+
+/** Human label and order of the workloads in tables and charts. */
+export const WORKLOADS: [string, string][] = [
+  ['seq-write', 'seq write, 1 MiB writes + fsync'],
+  ['seq-read-cold', 'seq read, cold'],
+  ['seq-read-warm', 'seq read, warm cache'],
+  ['randread-qd1-cold', '4 KiB randread qd1, cold'],
+  ['randread-qd16-cold', '4 KiB randread qd16, cold'],
+  ['randread-qd1-warm', '4 KiB randread qd1, warm'],
+  ['randread-qd16-warm', '4 KiB randread qd16, warm'],
+  ['small-create', 'small files: create 4 KiB'],
+  ['small-read', 'small files: read'],
+  ['small-stat', 'small files: stat'],
+  ['small-delete', 'small files: delete'],
+  ['agent-unpack', 'agent: tar -x tree'],
+  ['agent-grep', 'agent: grep -r (cold kernel)'],
+  ['agent-stat-walk', 'agent: find stat walk'],
+  ['agent-grep2', 'agent: second grep -r'],
+  ['agent-rm', 'agent: rm -r tree'],
+  ['mdtest-mkdir', 'mdtest (engine): mkdir'],
+  ['mdtest-create', 'mdtest (engine): create'],
+  ['mdtest-lookup', 'mdtest (engine): lookup'],
+  ['mdtest-getattr', 'mdtest (engine): getattr'],
+  ['mdtest-readdir+', 'mdtest (engine): readdir+'],
+  ['mdtest-unlink', 'mdtest (engine): unlink'],
+];
