@@ -28,7 +28,7 @@ import {
 } from '../codec.js';
 import type { Compactor, LookupResult, Meta, MetaOptions } from '../interface.js';
 import { Keys, lockOwnerField, sliceRefField } from '../keys.js';
-import { decodeSetting } from '../setting.js';
+import { decodeSetting, withDefaultTiers } from '../setting.js';
 import { buildSlices } from '../slices.js';
 import {
   type Attr,
@@ -160,7 +160,7 @@ export class RedisMeta implements Meta {
   async load(): Promise<Format> {
     const raw = await this.redis.get(this.keys.setting);
     if (raw === null) throw new Error(`no volume found at this Redis URL (key ${this.keys.setting} is missing): run 'artifacts format' first`);
-    const fmt = decodeSetting(raw);
+    const fmt = withDefaultTiers(decodeSetting(raw));
     checkFormat(fmt);
     this.fmt = fmt;
     return fmt;
@@ -208,7 +208,7 @@ export class RedisMeta implements Meta {
     await this.redis.multi().hsetnx(this.keys.sessionInfos, String(this.sessionId), this.sessionInfo()).zadd(this.keys.allSessions, expire, String(this.sessionId)).exec();
     const raw = await this.redis.get(this.keys.setting);
     if (raw !== null) {
-      const fmt = decodeSetting(raw);
+      const fmt = withDefaultTiers(decodeSetting(raw));
       if (this.fmt && fmt.UUID !== this.fmt.UUID) throw new Error('volume UUID changed under this mount');
       this.fmt = fmt;
     }
