@@ -19,7 +19,7 @@
  */
 import fs from 'node:fs';
 import type { Ctx, Ino, PosixLock } from '../../metadata/types.js';
-import { F_UNLCK } from '../../metadata/types.js';
+import { F_UNLCK, FileType } from '../../metadata/types.js';
 import type { AttrReply, DirEntryPlus, EntryReply, OpenReply, Vfs } from '../types.js';
 import {
   DIRENT_BASE,
@@ -47,7 +47,10 @@ import {
   FUSE_FLOCK_LOCKS,
   FUSE_FSYNC_FDATASYNC,
   FUSE_GETATTR_FH,
-  FUSE_HANDLE_KILLPRIV,
+  FUSE_HANDLE_KILLPRIV_V2,
+  FATTR_KILL_SUIDGID,
+  FUSE_WRITE_KILL_SUIDGID,
+  FUSE_OPEN_KILL_SUIDGID,
   FUSE_KERNEL_MINOR_VERSION,
   FUSE_KERNEL_VERSION,
   FUSE_LK_FLOCK,
@@ -111,11 +114,13 @@ export interface FuseServerOptions {
    */
   asyncDio?: boolean;
   /**
-   * FUSE_HANDLE_KILLPRIV: the filesystem clears suid/sgid on write/chown/truncate itself. Off by
-   * default: the kernel then does it with an explicit SETATTR, costing nothing for files without
-   * those bits. Turn on only if the Vfs implements the clearing.
+   * FUSE_HANDLE_KILLPRIV_V2 (default on): the kernel tells us when a write, truncate or
+   * open(O_TRUNC) by a caller without CAP_FSETID must clear suid/sgid, and the transport clears
+   * them (getattr + privileged setattr, only in that rare case); chown clears them in the engine.
+   * Without it the kernel asks GETXATTR(security.capability) before EVERY write(2) — one extra
+   * round trip per write — because it may not cache "no privileges to kill" (SB_NOSEC).
    */
-  handleKillPriv?: boolean;
+  killPrivV2?: boolean;
   /**
    * FUSE_AUTO_INVAL_DATA: the kernel drops cached pages when it sees mtime/size change in fresh
    * attributes, so another mount's writes show up without reopening. On by default.
@@ -575,7 +580,15 @@ export class FuseServer {
     });
     on(Op.OPEN, function (h, buf, off) {
       const flags = buf.readUInt32LE(off);
-      this.call(h, this.vfs.open(ctxOf(h), h.nodeid, flags), this.replyOpen);
+      const ctx = ctxOf(h);
+      let p = this.vfs.open(ctx, h.nodeid, flags);
+      if (buf.readUInt32LE(off + 4) & FUSE_OPEN_KILL_SUIDGID) {
+        p = p.then(async (r) => {
+          await this.killSuidgid(ctx, h.nodeid);
+          return r;
+        });
+      }
+      this.call(h, p, this.replyOpen);
     });
     on(Op.CREATE, function (h, buf, off, end) {
       const flags = buf.readUInt32LE(off);
@@ -753,7 +766,7 @@ export class FuseServer {
     if (o.autoInvalData !== false) want |= FUSE_AUTO_INVAL_DATA;
     if (this.vfs.writebackCache) want |= FUSE_WRITEBACK_CACHE;
     if (o.asyncDio) want |= FUSE_ASYNC_DIO;
-    if (o.handleKillPriv) want |= FUSE_HANDLE_KILLPRIV;
+    if (o.killPrivV2 !== false) want |= FUSE_HANDLE_KILLPRIV_V2;
     const flags = (init.flags & want) >>> 0;
     const minor = Math.min(init.minor, FUSE_KERNEL_MINOR_VERSION);
     const maxReadahead = Math.min(init.maxReadahead, o.maxReadahead ?? init.maxReadahead);
@@ -792,7 +805,19 @@ export class FuseServer {
     else if (valid & FATTR_MTIME) req.mtime = { sec: readI64(buf, off + 40), nsec: buf.readUInt32LE(off + 60) };
     const fh = valid & FATTR_FH ? buf.readBigUInt64LE(off + 8) : undefined;
     const ino = h.nodeid;
-    this.call(h, this.vfs.setattr(ctxOf(h), ino, req, fh), (u, r) => this.replyAttr(u, ino, r));
+    const ctx = ctxOf(h);
+    let p = this.vfs.setattr(ctx, ino, req, fh);
+    if (valid & FATTR_KILL_SUIDGID && req.mode === undefined) {
+      // Truncate by a caller without CAP_FSETID: clear set-id bits the reply shows.
+      p = p.then((r) => (needsKill(r.attr.mode, r.attr.type) ? this.vfs.setattr(privileged(ctx), ino, { mode: killed(r.attr.mode) }, fh) : r));
+    }
+    this.call(h, p, (u, r) => this.replyAttr(u, ino, r));
+  }
+
+  /** Clear suid (and sgid when group-executable) as the owner would, whoever the caller is. */
+  private async killSuidgid(ctx: Ctx, ino: Ino): Promise<void> {
+    const { attr } = await this.vfs.getattr(ctx, ino);
+    if (needsKill(attr.mode, attr.type)) await this.vfs.setattr(privileged(ctx), ino, { mode: killed(attr.mode) });
   }
 
   private opWrite(h: InHeader, buf: Buffer, off: number, end: number): boolean {
@@ -809,7 +834,14 @@ export class FuseServer {
     const data = buf.subarray(start, start + size);
     let p: Promise<number>;
     try {
-      p = this.vfs.write(ctxOf(h), h.nodeid, fh, offset, data);
+      const ctx = ctxOf(h);
+      p = this.vfs.write(ctx, h.nodeid, fh, offset, data);
+      if (buf.readUInt32LE(off + 20) & FUSE_WRITE_KILL_SUIDGID) {
+        p = p.then(async (n) => {
+          await this.killSuidgid(ctx, h.nodeid);
+          return n;
+        });
+      }
     } catch (e) {
       this.fail(h, e);
       return false;
@@ -934,6 +966,19 @@ export class FuseServer {
     if (this.earlyInterrupts.size > 256) this.earlyInterrupts.clear();
     this.earlyInterrupts.add(target);
   }
+}
+
+function needsKill(mode: number, type: FileType): boolean {
+  return type !== FileType.Dir && ((mode & 0o4000) !== 0 || (mode & 0o2010) === 0o2010);
+}
+
+function killed(mode: number): number {
+  return mode & 0o7777 & ~(mode & 0o010 ? 0o6000 : 0o4000);
+}
+
+/** The caller's identity without permission checks: for the set-id clearing the kernel asked for. */
+function privileged(ctx: Ctx): Ctx {
+  return { uid: ctx.uid, gid: ctx.gid, gids: [ctx.gid], pid: ctx.pid, checkPermission: false };
 }
 
 function openFlagsOf(r: OpenReply): number {

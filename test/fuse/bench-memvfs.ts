@@ -60,6 +60,14 @@ os.rmdir(d)
 print(N / c, N / st, N / u, ls * 1000)
 `;
 
+type Stats = Awaited<ReturnType<Awaited<ReturnType<typeof startMemServer>>['stats']>>;
+
+/** Server CPU (user + system) per request between two snapshots, in µs: less load-sensitive than wall time. */
+function cpuPerRequest(a: Stats, b: Stats): number {
+  const cpu = b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system;
+  return cpu / Math.max(1, b.server.requests - a.server.requests - 1);
+}
+
 async function oneRun(opts: Record<string, unknown>): Promise<Result> {
   const s = await startMemServer(mp, opts);
   const res: Result = {};
@@ -68,11 +76,16 @@ async function oneRun(opts: Record<string, unknown>): Promise<Result> {
     res.seqWrite = (await fio([...seq, '--rw=write', '--end_fsync=1'])).writeBw;
     res.seqRead = (await fio([...seq, '--rw=read'])).readBw;
     const rnd = ['--name=rnd', '--filename=seq.bin', '--bs=4k', '--size=1G', '--rw=randread', '--direct=1', '--time_based', '--runtime=8'];
+    const c0 = await s.stats();
     res.rand1 = (await fio([...rnd, '--ioengine=psync'])).readIops;
+    const c1 = await s.stats();
+    res.cpuRead = cpuPerRequest(c0, c1);
     res.rand16 = (await fio([...rnd, '--ioengine=libaio', '--iodepth=16'])).readIops;
     res.rand4jobs = (await fio([...rnd, '--ioengine=psync', '--numjobs=4'])).readIops;
     await fs.unlink(path.join(mp, 'seq.bin'));
+    const c2 = await s.stats();
     const m = (await sh('python3', ['-c', META, mp], { timeoutMs: 600_000 })).stdout.trim().split(' ').map(Number);
+    res.cpuMeta = cpuPerRequest(c2, await s.stats());
     [res.create, res.stat, res.unlink, res.listMs] = m as [number, number, number, number];
     const st = await s.stats();
     res.maxWrite = st.server.maxWriteSeen;
@@ -98,6 +111,7 @@ const rows: [string, string, (r: Result) => string][] = [
   ['4 KiB randread O_DIRECT 4 readers (IOPS)', 'rand4jobs', (r) => r.rand4jobs!.toFixed(0)],
   ['10k files: create / stat / unlink (per s)', 'create', (r) => `${r.create!.toFixed(0)} / ${r.stat!.toFixed(0)} / ${r.unlink!.toFixed(0)}`],
   ['listing a 10k-entry directory (ms)', 'listMs', (r) => r.listMs!.toFixed(1)],
+  ['server CPU per request: 4 KiB read / metadata (µs)', 'cpuRead', (r) => `${r.cpuRead!.toFixed(0)} / ${r.cpuMeta!.toFixed(0)}`],
   ['largest WRITE / READ request (KiB)', 'maxWrite', (r) => `${r.maxWrite! / 1024} / ${r.maxRead! / 1024}`],
 ];
 

@@ -20,7 +20,7 @@ export interface MemServer {
   negotiated: Negotiated;
   stderr(): string;
   /** `vfs` is undefined when serving a real volume. */
-  stats(): Promise<{ vfs: MemVfsStats; server: ServerStats }>;
+  stats(): Promise<{ vfs: MemVfsStats; server: ServerStats; cpu: { user: number; system: number } }>;
   command(line: string): Promise<string>;
   /** Clean unmount through the server (SIGTERM path); resolves when the process has exited. */
   stop(): Promise<void>;

@@ -39,6 +39,7 @@ describe('FUSE transport on a real kernel mount (memvfs)', { timeout: 120_000 },
 
   beforeAll(async () => {
     dir = await scratchDir('mount');
+    await fs.chmod(dir, 0o755); // other users must reach the mount point
     mp = path.join(dir, 'mnt');
     await fs.mkdir(mp);
     s = await startMemServer(mp);
@@ -280,6 +281,35 @@ for i in range(10000):
     expect(Date.now() - t1).toBeGreaterThan(200);
     // Released on close: immediately available again.
     expect((await sh('flock', ['-n', '-x', f, '-c', 'true'], { allowFail: true })).code).toBe(0);
+  });
+
+  it('kills suid/sgid on write and truncate by unprivileged callers (HANDLE_KILLPRIV_V2), no GETXATTR per write', async () => {
+    const asUser = (cmd: string) => sh('setpriv', ['--reuid=1000', '--regid=1000', '--clear-groups', 'sh', '-c', cmd]);
+    const mode = async (f: string) => (await fs.stat(f)).mode & 0o7777;
+    const f = path.join(mp, 'setid');
+    await fs.writeFile(f, 'x');
+    await fs.chmod(f, 0o4777);
+    await fs.appendFile(f, 'root keeps it'); // root has CAP_FSETID
+    expect(await mode(f)).toBe(0o4777);
+    await asUser(`echo user >> ${f}`);
+    expect(await mode(f)).toBe(0o777);
+    await fs.chmod(f, 0o2775 | 0o002);
+    await asUser(`echo user >> ${f}`);
+    expect(await mode(f)).toBe(0o777); // sgid with group-exec goes too
+    await fs.chmod(f, 0o2767);
+    await asUser(`echo user >> ${f}`);
+    expect(await mode(f)).toBe(0o2767); // sgid without group-exec (mandatory locking mark) stays
+    await fs.chmod(f, 0o4777);
+    await asUser(`truncate -s 1 ${f}`);
+    expect(await mode(f)).toBe(0o777);
+    await fs.chmod(f, 0o4777);
+    await asUser(`echo trunc > ${f}`); // open(O_TRUNC)
+    expect(await mode(f)).toBe(0o777);
+
+    const before = (await s!.stats()).vfs.ops.getxattr ?? 0;
+    await sh('dd', ['if=/dev/zero', `of=${path.join(mp, 'small-writes')}`, 'bs=4k', 'count=300']);
+    const after = (await s!.stats()).vfs.ops.getxattr ?? 0;
+    expect(after - before).toBeLessThan(5);
   });
 
   it('a rejection without errno becomes EIO and is logged once', async () => {

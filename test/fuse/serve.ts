@@ -66,7 +66,7 @@ rl.on('line', (line) => {
   const [cmd, name, ...rest] = line.split(' ');
   try {
     if (cmd === 'stats') {
-      process.stdout.write(`STATS ${JSON.stringify({ vfs: mem?.stats, server: m.server.stats })}\n`);
+      process.stdout.write(`STATS ${JSON.stringify({ vfs: mem?.stats, server: m.server.stats, cpu: process.cpuUsage() })}\n`);
     } else if (cmd === 'extwrite' && mem) {
       const ino = mem.externalWrite(ROOT_INODE, name!, Buffer.from(rest.join(' ')));
       vfs.invalidator?.inode(ino);

@@ -111,6 +111,13 @@ describe('real VFS mounted through the FUSE transport', { timeout: 180_000 }, ()
     const st = await fs.stat(path.join(gdir, 'mine'));
     expect([st.uid, st.gid]).toEqual([1000, 1000]);
     expect((await as(['--clear-groups'], ['touch', path.join(gdir, 'x')])).stderr).toContain('Permission denied');
+    // A write by another user to a setuid file clears the bit (transport + engine, HANDLE_KILLPRIV_V2).
+    const setid = path.join(mp, 'setid');
+    await fs.writeFile(setid, 'x');
+    await fs.chmod(setid, 0o4777);
+    expect((await as(['--clear-groups'], ['sh', '-c', `echo more >> ${setid}`])).stderr).toBe('');
+    expect((await fs.stat(setid)).mode & 0o7777).toBe(0o777);
+    expect(await fs.readFile(setid, 'utf8')).toBe('xmore\n');
     // access(2) goes to the engine too (FUSE_ACCESS): test -r as the user
     expect((await as(['--clear-groups'], ['test', '-r', secret])).code).toBe(1);
     expect((await as(['--groups=5000'], ['test', '-r', shared])).code).toBe(0);
