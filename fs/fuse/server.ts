@@ -514,14 +514,15 @@ export class FuseServer {
       const [name] = readCString(buf, off, end);
       this.call(h, this.vfs.lookup(ctxOf(h), h.nodeid, name), this.replyEntry);
     });
+    // FORGET and BATCH_FORGET take no reply, not even an error one.
     on(Op.FORGET, function (h, buf, off) {
-      this.vfs.forget(h.nodeid, readU64(buf, off));
+      this.forget(h.nodeid, readU64(buf, off));
     });
     on(Op.BATCH_FORGET, function (h, buf, off, end) {
       const count = buf.readUInt32LE(off);
       let p = off + 8;
       for (let i = 0; i < count && p + 16 <= end; i++, p += 16) {
-        this.vfs.forget(buf.readBigUInt64LE(p), readU64(buf, p + 8));
+        this.forget(buf.readBigUInt64LE(p), readU64(buf, p + 8));
       }
     });
     on(Op.GETATTR, function (h, buf, off) {
@@ -734,6 +735,14 @@ export class FuseServer {
   }
 
   // ---- handlers with more to them ----------------------------------------------------------------
+
+  private forget(ino: Ino, nlookup: number): void {
+    try {
+      this.vfs.forget(ino, nlookup);
+    } catch (e) {
+      this.logOnce('forget', `forget failed: ${(e as Error).message}`);
+    }
+  }
 
   private opInit(h: InHeader, buf: Buffer, off: number, end: number): void {
     const init = decodeInitIn(buf, off, end - off);

@@ -7,6 +7,7 @@
  * Each profile gets a fresh server; each number is the median of `runs`.
  */
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { forceUnmount, isMountPoint } from '../../fs/fuse/mount.js';
 import { scratchDir, sh, startMemServer } from './harness.js';
@@ -120,13 +121,14 @@ for (const [name, opts] of profiles) {
   const all: Result[] = [];
   for (let i = 0; i < runs; i++) {
     all.push(await oneRun(opts));
-    process.stderr.write(`${name} run ${i + 1}/${runs}: ${JSON.stringify(all.at(-1))}\n`);
+    process.stderr.write(`${name} run ${i + 1}/${runs} (load ${os.loadavg()[0]!.toFixed(1)}): ${JSON.stringify(all.at(-1))}\n`);
   }
   const med: Result = {};
   for (const k of Object.keys(all[0]!)) med[k] = median(all.map((r) => r[k]!));
   results.push(med);
 }
 
+console.log(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} CPUs\n`);
 console.log(`| workload | ${profiles.map(([n]) => n).join(' | ')} |`);
 console.log(`|---|${profiles.map(() => '---').join('|')}|`);
 for (const [label, , fmt] of rows) console.log(`| ${label} | ${results.map(fmt).join(' | ')} |`);
