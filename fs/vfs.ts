@@ -658,9 +658,14 @@ export class VfsImpl implements Vfs {
       this.checkWritableMount();
       if (this.reservedInRoot(parent, name)) throw metaErr('EEXIST');
       const r = await this.meta.create({ ...ctx, umask }, parent, name, mode & 0o7777, (flags & O_EXCL) !== 0);
-      // Register the open with the engine (sustained inodes on unlink). A file we just created
-      // is opened without permission checks: creat(2) of a 0444 file still returns a writable fd.
-      const attr = await this.meta.open(r.created ? { ...ctx, checkPermission: false } : ctx, r.ino, flags);
+      // Register the open with the engine (sustained inodes on unlink).
+      // A file we just created needs no permission check (creat(2) of a 0444 file still returns a
+      // writable fd) and no attribute read: register the open locally, saving a round trip.
+      let attr: Attr;
+      if (r.created) {
+        this.meta.markOpen(r.ino);
+        attr = r.attr;
+      } else attr = await this.meta.open(ctx, r.ino, flags);
       const o = await this.afterOpen(ctx, r.ino, flags, attr, r.created);
       return { ...this.entryReply(r.ino, this.observe(r.ino, attr)), ...o };
     }, (r) => `${r.ino},fh:${r.fh}`);

@@ -82,6 +82,8 @@ export interface Meta {
 
   /** Record that this session opened/closed a regular file (sustained inodes on unlink). */
   open(ctx: Ctx, ino: Ino, flags: number): Promise<Attr>;
+  /** Register an open of a file this client has just created (no checks, no round trip). */
+  markOpen(ino: Ino): void;
   close(ino: Ino): Promise<void>;
 
   /** Resolved segments of chunk `indx` (gaps as id-0 segments), from chunk offset 0. */

@@ -218,6 +218,7 @@ export const ERRNO = {
   E2BIG: 7,
   ENOENT: 2,
   EIO: 5,
+  ENXIO: 6,
   EBADF: 9,
   EAGAIN: 11,
   ENOMEM: 12,

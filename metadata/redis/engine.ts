@@ -118,6 +118,10 @@ export class RedisMeta implements Meta {
   private sliceAlloc: Promise<void> | undefined;
   /** Open counts of this session's files (sustained inodes on unlink). */
   private readonly openFiles = new Map<Ino, number>();
+  /** Inodes this session sustained (unlinked while open): only these need work on last close. */
+  private readonly sustained = new Set<Ino>();
+  /** Chunks with a compaction in flight (one at a time per chunk). */
+  private readonly compacting = new Set<string>();
   private readonly dirStats = new Map<Ino, DirStatDelta>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private dirStatTimer: NodeJS.Timeout | undefined;
@@ -789,6 +793,7 @@ export class RedisMeta implements Meta {
     const a = res.attr;
     if (a.type === FileType.File) this.updateDirStat(parent, -a.length, -align4K(a.length), -1);
     else this.updateDirStat(parent, 0, -4096, -1);
+    if (res.sustained) this.sustained.add(res.ino);
     if (res.deleted && a.type === FileType.File) this.track(this.deleteFileData(res.ino, a.length));
   }
 
@@ -894,7 +899,7 @@ export class RedisMeta implements Meta {
     interface RenameOut {
       ino: Ino;
       attr: Attr;
-      dst?: { ino: Ino; attr: Attr; deleted: boolean };
+      dst?: { ino: Ino; attr: Attr; deleted: boolean; sustained?: boolean };
       noop?: boolean;
     }
     // Trash for a replaced target must exist before the transaction (it may create an inode).
@@ -1020,6 +1025,7 @@ export class RedisMeta implements Meta {
           const dAttr = da;
           const toTrash = useTrash && trash !== 0n && !(da.flags & FLAG_SKIP_TRASH) && !isTrash(dstParent);
           let deleted = false;
+          let dSustained = false;
           const dOldParent = dAttr.parent;
           dAttr.ctime = now.sec;
           dAttr.ctimensec = now.nsec;
@@ -1044,6 +1050,7 @@ export class RedisMeta implements Meta {
           } else {
             dAttr.nlink = 0;
             const sustained = dst.type === FileType.File && (this.openFiles.get(dIno) ?? 0) > 0 && this.sessionId !== 0;
+            dSustained = sustained;
             deleted = !sustained && dst.type === FileType.File;
             writes.push((m) => {
               if (sustained) {
@@ -1073,7 +1080,7 @@ export class RedisMeta implements Meta {
               }
             });
           }
-          out.dst = { ino: dIno, attr: dAttr, deleted };
+          out.dst = { ino: dIno, attr: dAttr, deleted, sustained: dSustained };
         }
         if (!sameParent) {
           if (src.type === FileType.Dir) {
@@ -1119,6 +1126,7 @@ export class RedisMeta implements Meta {
             this.updateDirStat(srcParent, dl, ds, 1);
           }
         } else this.updateDirStat(dstParent, -dl, -ds, -1);
+        if (res.dst.sustained) this.sustained.add(res.dst.ino);
         if (res.dst.deleted) this.track(this.deleteFileData(res.dst.ino, da.length));
       }
     }
@@ -1219,8 +1227,12 @@ export class RedisMeta implements Meta {
       if (a.flags & FLAG_APPEND && !(flags & 0o2000) /* O_APPEND */) throw metaErr('EPERM');
       if (a.parent > TRASH_INODE) throw metaErr('EPERM');
     }
-    if (a.type === FileType.File) this.openFiles.set(ino, (this.openFiles.get(ino) ?? 0) + 1);
+    if (a.type === FileType.File) this.markOpen(ino);
     return a;
+  }
+
+  markOpen(ino: Ino): void {
+    this.openFiles.set(ino, (this.openFiles.get(ino) ?? 0) + 1);
   }
 
   async close(ino: Ino): Promise<void> {
@@ -1231,9 +1243,7 @@ export class RedisMeta implements Meta {
       return;
     }
     this.openFiles.delete(ino);
-    if (this.sessionId && !this.readOnly && (await this.redis.sismember(this.keys.session(this.sessionId), String(ino)))) {
-      await this.deleteSustained(this.sessionId, ino);
-    }
+    if (this.sessionId && !this.readOnly && this.sustained.delete(ino)) await this.deleteSustained(this.sessionId, ino);
   }
 
   /** Last close of an unlinked file (4.9): queue its data and drop the inode. */
@@ -1264,9 +1274,7 @@ export class RedisMeta implements Meta {
   async readChunk(ino: Ino, indx: number): Promise<Slice[]> {
     const items = await this.redis.lrangeBuffer(this.keys.chunk(ino, indx), 0, -1);
     const segs = buildSlices(decodeSlices(items));
-    if (!this.readOnly && this.compactor && (items.length >= 5 || segs.length >= 5) && items.length >= 5) {
-      this.track(this.compactChunk(ino, indx).catch(() => undefined));
-    }
+    if (!this.readOnly && this.compactor && items.length >= 5) this.scheduleCompaction(ino, indx);
     return segs;
   }
 
@@ -1302,9 +1310,9 @@ export class RedisMeta implements Meta {
       };
     });
     if (res.dl > 0) await this.statDelta(ino, res.attr, res.dl, res.delta);
-    if (this.compactor && (listLen >= 2500 || (listLen > 350 || listLen % 100 === 99))) {
+    if (this.compactor && (listLen >= 2500 || listLen > 350 || listLen % 100 === 99)) {
       if (listLen >= 2500) await this.compactChunk(ino, indx).catch(() => undefined);
-      else this.track(this.compactChunk(ino, indx).catch(() => undefined));
+      else this.scheduleCompaction(ino, indx);
     }
   }
 
@@ -1522,6 +1530,14 @@ export class RedisMeta implements Meta {
   private async deleteSlice(id: number, size: number): Promise<void> {
     if (this.opts.onDeleteSlice) await this.opts.onDeleteSlice(id, size);
     await this.redis.hdel(this.keys.sliceRef, sliceRefField(id, size));
+  }
+
+  /** Background compaction, at most one in flight per chunk. */
+  private scheduleCompaction(ino: Ino, indx: number): void {
+    const key = `${ino}_${indx}`;
+    if (this.compacting.has(key)) return;
+    this.compacting.add(key);
+    this.track(this.compactChunk(ino, indx).catch(() => undefined).finally(() => this.compacting.delete(key)));
   }
 
   /** Merge the records of a chunk into one new slice (4.16). */
