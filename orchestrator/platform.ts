@@ -9,7 +9,7 @@ import { isUniqueViolation, type Queryable } from './db.js';
 import { apiError } from './errors.js';
 import type { Principal } from './identity.js';
 import { newId } from './secrets.js';
-import { createSession, revokeSessions, type CreatedSession } from './sessions.js';
+import { activateSession, insertSession, revokeSessions, type CreatedSession } from './sessions.js';
 import { parseAddress, resolveWorkspace, type WorkspaceRow } from './workspaces.js';
 
 export const TENANT_SLUG_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -249,8 +249,10 @@ export interface TicketRequest {
 }
 
 /**
- * One-shot issuance: creates a missing tenant and a missing runtime-scoped grant (with the
- * requested mode), checks that an active grant covers the mode, then creates the session.
+ * One-shot issuance, in one transaction: creates a missing tenant and a missing runtime-scoped
+ * grant (with the requested mode), picks the most specific active grant covering the mode
+ * (runtime-scoped before tenant-wide), inserts the session; then the ACL user and the ticket.
+ * No row locks: parallel tickets for one tenant do not queue behind each other.
  */
 export async function createTicket(ctx: Ctx, p: Principal, req: TicketRequest): Promise<CreatedSession & { grant_id: string }> {
   if (!TENANT_SLUG_RE.test(req.tenant)) throw apiError('invalid_request', `tenant slug must match ${TENANT_SLUG_RE.source}`);
@@ -258,40 +260,52 @@ export async function createTicket(ctx: Ctx, p: Principal, req: TicketRequest): 
   const w = await ownWorkspace(ctx, p, req.workspace);
   if (w.status !== 'active') throw apiError('workspace_not_active', `workspace ${w.handle}/${w.name} is ${w.status}, not active`);
 
-  const { tenant, grantId } = await ctx.db.tx(async (q) => {
-    await q.query(
-      `INSERT INTO tenants (user_id, slug) VALUES ($1, $2) ON CONFLICT (user_id, slug) WHERE deleted_at IS NULL DO NOTHING`,
-      [p.user.id, req.tenant],
-    );
-    const t = (await findTenant(q, p.user.id, req.tenant))!;
-    await recordRuntime(q, t.id, req.runtime);
-    // An expired-but-unreaped runtime grant would block the unique index: retire it first.
-    await q.query(
-      `UPDATE access_grants SET status = 'expired' WHERE tenant_id = $1 AND workspace_id = $2 AND runtime_id = $3
-         AND status = 'active' AND expires_at <= now()`,
-      [t.id, w.id, req.runtime],
-    );
-    await q.query(
-      `INSERT INTO access_grants (id, user_id, tenant_id, workspace_id, runtime_id, mode, status)
-       VALUES ($1, $2, $3, $4, $5, $6, 'active')
-       ON CONFLICT (tenant_id, workspace_id, runtime_id) WHERE status = 'active' DO NOTHING`,
-      [newId('grt_'), p.user.id, t.id, w.id, req.runtime, req.mode],
-    );
-    // The most specific covering grant wins (runtime-scoped before tenant-wide): revoking it is
-    // what ends this runtime's sessions.
-    const grants = await q.query<{ id: string; mode: AclMode }>(
-      `SELECT id, mode FROM access_grants WHERE tenant_id = $1 AND workspace_id = $2 AND runtime_id IN ($3, '')
-         AND status = 'active' AND (expires_at IS NULL OR expires_at > now())
-       ORDER BY (runtime_id = '') ASC, (mode = 'rw') DESC`,
-      [t.id, w.id, req.runtime],
-    );
+  const { tenant, grantId, row } = await ctx.db.tx(async (q) => {
+    let t = await findTenant(q, p.user.id, req.tenant);
+    if (!t) {
+      await q.query(
+        `INSERT INTO tenants (user_id, slug) VALUES ($1, $2) ON CONFLICT (user_id, slug) WHERE deleted_at IS NULL DO NOTHING`,
+        [p.user.id, req.tenant],
+      );
+      t = (await findTenant(q, p.user.id, req.tenant))!;
+    }
+    const pick = () =>
+      q.query<{ id: string; mode: AclMode }>(
+        `WITH rt AS (
+           INSERT INTO runtimes (tenant_id, runtime_id) VALUES ($1, $3)
+           ON CONFLICT (tenant_id, runtime_id) DO UPDATE SET last_seen_at = now()),
+         ins AS (
+           INSERT INTO access_grants (id, user_id, tenant_id, workspace_id, runtime_id, mode, status)
+           VALUES ($5, $6, $1, $2, $3, $4, 'active')
+           ON CONFLICT (tenant_id, workspace_id, runtime_id) WHERE status = 'active' DO NOTHING
+           RETURNING id, mode, runtime_id)
+         SELECT id, mode FROM (
+           SELECT id, mode, runtime_id FROM ins
+           UNION ALL
+           SELECT id, mode, runtime_id FROM access_grants
+            WHERE tenant_id = $1 AND workspace_id = $2 AND runtime_id IN ($3, '') AND status = 'active'
+              AND (expires_at IS NULL OR expires_at > now())) c
+         ORDER BY (runtime_id = '') ASC, (mode = 'rw') DESC`,
+        [t.id, w.id, req.runtime, req.mode, newId('grt_'), p.user.id],
+      );
+    let grants = await pick();
+    if (!grants.some((g) => g.mode === 'rw' || req.mode === 'ro')) {
+      // An expired runtime grant the reaper has not retired yet blocks the insert: retire, retry.
+      const retired = await q.query(
+        `UPDATE access_grants SET status = 'expired' WHERE tenant_id = $1 AND workspace_id = $2 AND runtime_id = $3
+           AND status = 'active' AND expires_at <= now() RETURNING id`,
+        [t.id, w.id, req.runtime],
+      );
+      if (retired.length > 0) grants = await pick();
+    }
     const covering = grants.find((g) => g.mode === 'rw' || req.mode === 'ro');
     if (!covering) {
       throw apiError('forbidden', `no access grant lets tenant ${req.tenant} runtime ${req.runtime} mount ${w.handle}/${w.name} ${req.mode}`);
     }
-    return { tenant: t, grantId: covering.id };
+    const opts = { mode: req.mode, ttlSeconds: req.ttl_seconds, tenant: { id: t.id, slug: t.slug }, runtime: req.runtime, grantId: covering.id };
+    return { tenant: t, grantId: covering.id, row: await insertSession(q, p, w, opts) };
   });
-  const created = await createSession(ctx, p, w, {
+  const created = await activateSession(ctx, w, row, {
     mode: req.mode,
     ttlSeconds: req.ttl_seconds,
     tenant: { id: tenant.id, slug: tenant.slug },

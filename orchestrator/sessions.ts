@@ -11,6 +11,7 @@
  */
 import { FORMAT_USER_PREFIX, SESSION_USER_PREFIX, sessionUser, type AclMode } from './acl.js';
 import type { Ctx } from './context.js';
+import type { Queryable } from './db.js';
 import { apiError } from './errors.js';
 import type { Principal } from './identity.js';
 import { newId, newRedisPassword } from './secrets.js';
@@ -88,41 +89,50 @@ export interface CreatedSession {
   redis: TicketPayload['redis'];
 }
 
-/** Create the session, its ACL user and its signed ticket. */
-export async function createSession(ctx: Ctx, p: Principal, w: WorkspaceRow, opts: CreateSessionOptions): Promise<CreatedSession> {
+interface InsertedSession {
+  id: string;
+  password: string;
+  hash: string;
+  created_at: Date;
+  expires_at: Date | null;
+}
+
+/**
+ * Insert the session row (one statement): only if the workspace is active and the grant, if
+ * any, is active and unexpired. The session never outlives its grant. No row locks are taken,
+ * so parallel issuance does not serialise; a revoke or delete racing us is caught by the
+ * re-check in `activateSession`.
+ */
+export async function insertSession(q: Queryable, p: Principal, w: WorkspaceRow, opts: CreateSessionOptions): Promise<InsertedSession> {
   const id = newId('', 20);
-  const user = sessionUser(id);
   const { password, hash } = newRedisPassword();
-  const row = await ctx.db.tx(async (q) => {
-    // FOR SHARE: a concurrent delete/revoke waits for us, then revokes what we insert.
-    const ws = await q.query<{ status: string }>(`SELECT status FROM workspaces WHERE id = $1 FOR SHARE`, [w.id]);
+  const rows = await q.query<{ created_at: Date; expires_at: Date | null }>(
+    `INSERT INTO mount_sessions (id, user_id, workspace_id, tenant_id, runtime_id, grant_id, api_key_id, mode, password_hash, status, expires_at)
+     SELECT $1, $2, w.id, $4, $5, g.id, $7, $8, $9, 'active',
+       CASE WHEN $10::int IS NULL THEN g.expires_at
+            ELSE least(now() + make_interval(secs => $10::int), coalesce(g.expires_at, 'infinity')) END
+       FROM workspaces w LEFT JOIN access_grants g ON g.id = $6::text
+      WHERE w.id = $3 AND w.status = 'active'
+        AND ($6::text IS NULL OR (g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())))
+     RETURNING created_at, expires_at`,
+    [id, p.user.id, w.id, opts.tenant?.id ?? null, opts.runtime ?? null, opts.grantId ?? null, p.keyId, opts.mode, hash, opts.ttlSeconds ?? null],
+  );
+  if (!rows[0]) {
+    const ws = await q.query<{ status: string }>(`SELECT status FROM workspaces WHERE id = $1`, [w.id]);
     if (ws[0]?.status !== 'active') {
       throw apiError('workspace_not_active', `workspace ${w.handle}/${w.name} is ${ws[0]?.status ?? 'gone'}, not active`);
     }
-    let grantExpires: Date | null = null;
-    if (opts.grantId) {
-      const g = await q.query<{ status: string; expires_at: Date | null }>(
-        `SELECT status, expires_at FROM access_grants WHERE id = $1 FOR SHARE`,
-        [opts.grantId],
-      );
-      if (g[0]?.status !== 'active' || (g[0].expires_at && g[0].expires_at.getTime() <= Date.now())) {
-        throw apiError('forbidden', `access grant ${opts.grantId} is no longer active`);
-      }
-      grantExpires = g[0].expires_at;
-    }
-    // A session never outlives the grant it was issued under.
-    const rows = await q.query<{ created_at: Date; expires_at: Date | null }>(
-      `INSERT INTO mount_sessions (id, user_id, workspace_id, tenant_id, runtime_id, grant_id, api_key_id, mode, password_hash, status, expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active',
-         CASE WHEN $10::int IS NULL THEN $11::timestamptz
-              ELSE least(now() + make_interval(secs => $10::int), coalesce($11::timestamptz, 'infinity')) END)
-       RETURNING created_at, expires_at`,
-      [id, p.user.id, w.id, opts.tenant?.id ?? null, opts.runtime ?? null, opts.grantId ?? null, p.keyId, opts.mode, hash, opts.ttlSeconds ?? null, grantExpires],
-    );
-    return rows[0]!;
-  });
+    throw apiError('forbidden', `access grant ${opts.grantId} is no longer active`);
+  }
+  return { id, password, hash, ...rows[0] };
+}
+
+/** After the row is committed: the ACL user, the re-check, the signed ticket. */
+export async function activateSession(ctx: Ctx, w: WorkspaceRow, row: InsertedSession, opts: CreateSessionOptions): Promise<CreatedSession> {
+  const { id } = row;
+  const user = sessionUser(id);
   try {
-    await ctx.meta.setUser(user, hash, w.key_prefix, opts.mode);
+    await ctx.meta.setUser(user, row.hash, w.key_prefix, opts.mode);
   } catch (err) {
     ctx.metrics.aclFailures.inc({ op: 'session_user' });
     ctx.log.error({ err: String(err), session: id }, 'creating the session ACL user failed');
@@ -131,9 +141,18 @@ export async function createSession(ctx: Ctx, p: Principal, w: WorkspaceRow, opt
       .catch(() => undefined);
     throw apiError('metadata_acl_provisioning_failed', 'could not create the session ACL user on the metadata store; retry');
   }
-  // Re-read: a revoke that committed between our INSERT and SETUSER must win.
-  const after = await ctx.db.query<{ status: string }>(`SELECT status FROM mount_sessions WHERE id = $1`, [id]);
-  if (after[0]?.status !== 'active') {
+  // Re-check: a revoke, a grant revocation or a workspace deletion that committed while we were
+  // creating the user must win (their sweep may have run before our row existed).
+  const after = await ctx.db.query<{ ok: boolean }>(
+    `SELECT (s.status = 'active' AND w.status = 'active' AND (g.id IS NULL OR g.status = 'active')) AS ok
+       FROM mount_sessions s JOIN workspaces w ON w.id = s.workspace_id LEFT JOIN access_grants g ON g.id = s.grant_id
+      WHERE s.id = $1`,
+    [id],
+  );
+  if (!after[0]?.ok) {
+    await ctx.db
+      .query(`UPDATE mount_sessions SET status = 'revoked', revoke_reason = coalesce(revoke_reason, 'revoked_during_creation'), ended_at = coalesce(ended_at, now()) WHERE id = $1`, [id])
+      .catch(() => undefined);
     await ctx.meta.deleteUsers([user]).catch(() => undefined);
     throw apiError('workspace_not_active', `session ${id} was revoked while it was being created`);
   }
@@ -141,7 +160,7 @@ export async function createSession(ctx: Ctx, p: Principal, w: WorkspaceRow, opt
 
   const iat = Math.floor(row.created_at.getTime() / 1000);
   const exp = row.expires_at ? Math.floor(row.expires_at.getTime() / 1000) : iat + ctx.config.ownerTicketSeconds;
-  const redis = { url: ctx.config.publicRedisUrl, username: user, password, key_prefix: w.key_prefix };
+  const redis = { url: ctx.config.publicRedisUrl, username: user, password: row.password, key_prefix: w.key_prefix };
   const payload: TicketPayload = {
     v: 1,
     iss: ctx.config.issuer,
@@ -172,6 +191,11 @@ export async function createSession(ctx: Ctx, p: Principal, w: WorkspaceRow, opt
     revoke_reason: null,
   };
   return { session, mount_ticket: ctx.keys[0]!.sign(payload), redis };
+}
+
+/** Create the session, its ACL user and its signed ticket. */
+export async function createSession(ctx: Ctx, p: Principal, w: WorkspaceRow, opts: CreateSessionOptions): Promise<CreatedSession> {
+  return activateSession(ctx, w, await insertSession(ctx.db, p, w, opts), opts);
 }
 
 export interface SessionFilter {
@@ -275,7 +299,7 @@ export async function reconcile(ctx: Ctx): Promise<ReconcileResult> {
   const live = await ctx.db.query<{ user: string; hash: string; prefix: string; mode: AclMode; session_id: string | null }>(
     `SELECT 'ms-' || s.id AS user, s.password_hash AS hash, w.key_prefix AS prefix, s.mode, s.id AS session_id
        FROM mount_sessions s JOIN workspaces w ON w.id = s.workspace_id
-      WHERE s.status = 'active' AND (s.expires_at IS NULL OR s.expires_at > now())
+      WHERE s.status = 'active' AND w.status = 'active' AND (s.expires_at IS NULL OR s.expires_at > now())
      UNION ALL
      SELECT format_user, format_password_hash, key_prefix, 'rw', NULL
        FROM workspaces WHERE status = 'pending_format' AND format_user IS NOT NULL

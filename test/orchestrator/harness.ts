@@ -104,7 +104,40 @@ export interface Stack {
 }
 
 /** A running orchestrator on `kind`, a fresh redis-server, and one user `alice` with a key. */
-export async function startStack(kind: DbKind, extra: Partial<ServeOptions> = {}): Promise<Stack> {
+/** A redis-server that can be stopped and started again on the same port (data not persisted). */
+export interface RestartableRedis extends RedisHandle {
+  start(): Promise<void>;
+}
+
+export async function startRestartableRedis(): Promise<RestartableRedis> {
+  const port = await freePort();
+  const dir = await tmpDir('redis-rs');
+  let proc: ReturnType<typeof spawnManaged> | null = null;
+  const handle: RestartableRedis = {
+    url: `redis://127.0.0.1:${port}`,
+    host: '127.0.0.1',
+    port,
+    pid: 0,
+    dir,
+    logFile: join(dir, 'redis.log'),
+    async start() {
+      proc = spawnManaged(`redis-server:${port}`, '/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+        cwd: dir,
+        logFile: join(dir, 'redis.log'),
+      });
+      handle.pid = proc.pid;
+      await waitUntil(`redis on ${port}`, proc, async () => (await redisCommand(port, ['PING'])) === 'PONG', 15_000, 20);
+    },
+    async stop() {
+      await proc?.stop(2000);
+      proc = null;
+    },
+  };
+  await handle.start();
+  return handle;
+}
+
+export async function startStack(kind: DbKind, extra: Partial<ServeOptions> = {}, fixtures: { redis?: RedisHandle } = {}): Promise<Stack> {
   let dbUrl: string;
   let pgHandle: PgHandle | null = null;
   if (kind === 'postgres') {
@@ -117,7 +150,7 @@ export async function startStack(kind: DbKind, extra: Partial<ServeOptions> = {}
   await migrate(db);
   const user = await createUser(db, 'alice');
   const { key } = await createApiKey(db, user.id, 'test');
-  const redis = await startRedis();
+  const redis = fixtures.redis ?? (await startRedis());
   const dir = await tmpDir('orch');
   const signingKeyFile = join(dir, 'signing-key.pem');
   const opts = (): ServeOptions => ({
@@ -143,7 +176,9 @@ export async function startStack(kind: DbKind, extra: Partial<ServeOptions> = {}
     signingKeyFile,
     async restart(more = {}) {
       await stack.orch.close();
-      stack.orch = await startOrchestrator({ ...opts(), ...more });
+      // Same port: clients keep their base URL, as behind a load balancer.
+      const port = new URL(stack.url).port;
+      stack.orch = await startOrchestrator({ ...opts(), listen: `127.0.0.1:${port}`, ...more });
       stack.url = stack.orch.url;
     },
     async stop() {
