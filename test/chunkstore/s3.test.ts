@@ -4,6 +4,7 @@
  * `--storage s3|minio --bucket http://127.0.0.1:port/bucket`.
  */
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
@@ -84,6 +85,52 @@ describe('S3 object store', () => {
     expect(st.describe()).not.toContain(s3.secretKey);
   });
 
+  it('direct signed GETs and SDK GETs agree, for awkward keys too', async () => {
+    const st = s3Store('keys');
+    const viaSdk = s3Store('keys', { sdkGet: true });
+    await st.create();
+    // (No 'a//b' key: SeaweedFS folds '//' in object names.)
+    const keys = ['plain/k', 'sp ace/and+plus', "bang!quote'(paren)*star", 'pct%41~tilde', 'ünï/cødé/日本', 'trailing.dot.'];
+    for (const [i, k] of keys.entries()) await st.put(k, Buffer.from(`v${i}`.repeat(100)));
+    for (const [i, k] of keys.entries()) {
+      const want = Buffer.from(`v${i}`.repeat(100));
+      expect((await st.get(k)).equals(want)).toBe(true);
+      expect((await viaSdk.get(k)).equals(want)).toBe(true);
+      expect((await st.get(k, 3, 7)).equals(want.subarray(3, 10))).toBe(true);
+      expect((await viaSdk.get(k, 3, 7)).equals(want.subarray(3, 10))).toBe(true);
+    }
+    expect((await listKeys(st, '')).sort()).toEqual([...keys].sort());
+    await expect(viaSdk.get('missing')).rejects.toBeInstanceOf(NotFoundError);
+    // A missing bucket or bad credentials are errors, never "object not found".
+    const noBucket = s3Store('no-such-bucket-here');
+    await expect(noBucket.get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
+    await expect(s3Store('no-such-bucket-here', { sdkGet: true }).get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
+    const badKey = s3Store('keys', { secretKey: 'wrong' });
+    const err = await badKey.get('plain/k').catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(NotFoundError);
+    expect((err as { $metadata: { httpStatusCode: number } }).$metadata.httpStatusCode).toBe(403);
+  });
+
+  it('a server that never answers a GET times out per attempt, then fails', async () => {
+    const sockets: import('node:net').Socket[] = [];
+    const server = net.createServer((s) => sockets.push(s)); // accepts, never replies
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (server.address() as import('node:net').AddressInfo).port;
+      const st = new S3ObjectStore({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', bucket: 'x', forcePathStyle: true, accessKey: 'a', secretKey: 'b', maxAttempts: 2, requestTimeoutMs: 300 });
+      stores.push(st);
+      const t0 = Date.now();
+      await expect(st.get('k')).rejects.toMatchObject({ name: 'TimeoutError' });
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(550);
+      expect(took).toBeLessThan(5000);
+      expect(sockets.length).toBe(2); // one connection per attempt
+    } finally {
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
   it('lists more than 1000 keys across pages in lexicographic order', async () => {
     const st = s3Store('paging');
     await st.create();
@@ -124,6 +171,7 @@ describe('S3 object store', () => {
     stores.push(st);
     const t0 = Date.now();
     await expect(st.put('k', Buffer.from('v'))).rejects.toThrow(/ECONNREFUSED|connect/);
+    await expect(st.get('k')).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });
