@@ -8,9 +8,10 @@
  * (exponential backoff with jitter, transient errors only) a bounded number of times, and every
  * attempt has connect and whole-request deadlines, so a dead endpoint yields an error in bounded time.
  *
- * GET, the read hot path, bypasses the SDK's middleware stack when credentials are static: one
- * SigV4-signed `http.request` on the same keep-alive agent, with the same retry/timeout policy.
- * Measured on SeaweedFS: ~35% less CPU per 4 MiB GET than GetObjectCommand.
+ * GET and PUT, the block hot paths, bypass the SDK's middleware stack when credentials are static:
+ * one SigV4-signed `http.request` on the same keep-alive agent, with the same retry/timeout policy
+ * (measured on SeaweedFS: ~40% less CPU per 4 MiB GET than GetObjectCommand). Everything else
+ * (list, head, delete, create bucket) goes through the SDK.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -51,8 +52,8 @@ export interface S3StoreOptions {
   listPageSize?: number;
   /** Skip the `Expect: 100-continue` handshake on large PUTs (one round trip less per block). */
   disable100Continue?: boolean;
-  /** GETs through the SDK instead of the direct signed request (default false). */
-  sdkGet?: boolean;
+  /** GET and PUT through the SDK instead of the direct signed requests (default false). */
+  sdkDataPath?: boolean;
 }
 
 /** SHA-256 / HMAC-SHA-256 in the shape the SigV4 signer expects, on node:crypto. */
@@ -143,6 +144,8 @@ async function readBody(body: unknown, length: number | undefined): Promise<Buff
   return Buffer.concat(chunks);
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   private readonly client: S3Client;
@@ -200,7 +203,7 @@ export class S3ObjectStore implements ObjectStore {
     this.reqHost = base.port ? `${this.reqHostname}:${base.port}` : this.reqHostname;
     this.pathPrefix = pathStyle ? `/${encodeSegment(options.bucket)}` : '';
     this.signer =
-      credentials && !options.sdkGet
+      credentials && !options.sdkDataPath
         ? new SignatureV4({ credentials, region: options.region, service: 's3', sha256: NodeSha256, uriEscapePath: false, applyChecksum: false })
         : undefined;
     if (options.disable100Continue) this.client.middlewareStack.remove('addExpectContinueMiddleware');
@@ -233,7 +236,7 @@ export class S3ObjectStore implements ObjectStore {
   async get(key: string, offset = 0, length = -1): Promise<Buffer> {
     if (length === 0) return Buffer.alloc(0);
     const range = offset > 0 || length > 0 ? `bytes=${offset}-${length > 0 ? offset + length - 1 : ''}` : undefined;
-    if (this.signer) return this.directGet(key, range);
+    if (this.signer) return this.direct('GET', key, range);
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
       return await readBody(res.Body, res.ContentLength);
@@ -244,12 +247,15 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  /** GET with retries (exponential backoff, full jitter, transient errors only), like the SDK's. */
-  private async directGet(key: string, range: string | undefined): Promise<Buffer> {
+  /**
+   * GET or PUT by a directly signed request, retried (exponential backoff, full jitter, transient
+   * errors only, `maxAttempts` in all) like the SDK does.
+   */
+  private async direct(method: 'GET' | 'PUT', key: string, range?: string, body?: Buffer): Promise<Buffer> {
     const path = this.pathPrefix + '/' + key.split('/').map(encodeSegment).join('/');
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.getOnce(key, path, range);
+        return await this.requestOnce(method, key, path, range, body);
       } catch (err) {
         if (attempt >= this.maxAttempts || !isTransient(err)) throw err;
         const cap = Math.min(20_000, 100 * 2 ** (attempt - 1));
@@ -258,10 +264,11 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  private async getOnce(key: string, path: string, range: string | undefined): Promise<Buffer> {
+  private async requestOnce(method: 'GET' | 'PUT', key: string, path: string, range?: string, body?: Buffer): Promise<Buffer> {
     const headers: Record<string, string> = { host: this.reqHost, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
     if (range) headers.range = range;
-    const signed = await this.signer!.sign({ method: 'GET', protocol: this.transport === https ? 'https:' : 'http:', hostname: this.reqHostname, port: this.reqPort, path, headers, query: {} });
+    if (body) headers['content-length'] = String(body.length);
+    const signed = await this.signer!.sign({ method, protocol: this.transport === https ? 'https:' : 'http:', hostname: this.reqHostname, port: this.reqPort, path, headers, query: {} });
     return new Promise<Buffer>((resolve, reject) => {
       let settled = false;
       const finish = (err: Error | null, value?: Buffer) => {
@@ -272,10 +279,16 @@ export class S3ObjectStore implements ObjectStore {
         else resolve(value!);
       };
       const req = this.transport.request(
-        { agent: this.agent, host: this.reqHostname, port: this.reqPort, method: 'GET', path, headers: signed.headers },
+        { agent: this.agent, host: this.reqHostname, port: this.reqPort, method, path, headers: signed.headers },
         (res) => {
           const status = res.statusCode ?? 0;
-          if (status === 200 || status === 206) {
+          if (method === 'PUT' && status === 200) {
+            res.resume(); // nothing useful in the body; drain it so the socket is reused
+            res.on('end', () => finish(null, EMPTY));
+            res.on('error', (e) => finish(e));
+            return;
+          }
+          if (method === 'GET' && (status === 200 || status === 206)) {
             const len = Number(res.headers['content-length']);
             const known = Number.isSafeInteger(len) && len >= 0;
             const out = known ? Buffer.allocUnsafe(len) : undefined;
@@ -301,28 +314,35 @@ export class S3ObjectStore implements ObjectStore {
           res.on('data', (c: Buffer) => parts.length < 64 && parts.push(c));
           res.on('error', (e) => finish(e));
           res.on('end', () => {
-            if (status === 416) return finish(null, Buffer.alloc(0)); // offset at or past the end
+            if (method === 'GET' && status === 416) return finish(null, EMPTY); // offset at or past the end
             const xml = Buffer.concat(parts).toString('utf8');
             const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
-            if (status === 404 && (code === undefined || code === 'NoSuchKey')) return finish(new NotFoundError(key));
+            if (method === 'GET' && status === 404 && (code === undefined || code === 'NoSuchKey')) return finish(new NotFoundError(key));
             const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1] ?? '';
-            finish(new S3ResponseError(status, code ?? `Http${status}`, `${message} (GET ${key})`));
+            finish(new S3ResponseError(status, code ?? `Http${status}`, `${message} (${method} ${key})`));
           });
         },
       );
-      const deadline = setTimeout(() => req.destroy(timeoutError(`GET ${key}: no complete response within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
+      const deadline = setTimeout(
+        () => req.destroy(timeoutError(`${method} ${key}: no complete response within ${this.requestTimeoutMs} ms`)),
+        this.requestTimeoutMs,
+      );
       req.on('error', (e) => finish(e));
       req.on('socket', (sock) => {
         if (!sock.connecting) return;
-        const t = setTimeout(() => req.destroy(timeoutError(`GET ${key}: connect timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+        const t = setTimeout(() => req.destroy(timeoutError(`${method} ${key}: connect timed out after ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
         sock.once('connect', () => clearTimeout(t));
         sock.once('close', () => clearTimeout(t));
       });
-      req.end();
+      req.end(body);
     });
   }
 
   async put(key: string, data: Buffer): Promise<void> {
+    if (this.signer) {
+      await this.direct('PUT', key, undefined, data);
+      return;
+    }
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: data, ContentLength: data.length }));
   }
 

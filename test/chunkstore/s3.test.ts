@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,13 +85,14 @@ describe('S3 object store', () => {
     expect(st.describe()).not.toContain(s3.secretKey);
   });
 
-  it('direct signed GETs and SDK GETs agree, for awkward keys too', async () => {
+  it('direct signed GET/PUT and the SDK agree, for awkward keys too', async () => {
     const st = s3Store('keys');
-    const viaSdk = s3Store('keys', { sdkGet: true });
+    const viaSdk = s3Store('keys', { sdkDataPath: true });
     await st.create();
     // (No 'a//b' key: SeaweedFS folds '//' in object names.)
     const keys = ['plain/k', 'sp ace/and+plus', "bang!quote'(paren)*star", 'pct%41~tilde', 'ünï/cødé/日本', 'trailing.dot.'];
-    for (const [i, k] of keys.entries()) await st.put(k, Buffer.from(`v${i}`.repeat(100)));
+    // Half written by the direct PUT, half by the SDK; all read back both ways.
+    for (const [i, k] of keys.entries()) await (i % 2 ? viaSdk : st).put(k, Buffer.from(`v${i}`.repeat(100)));
     for (const [i, k] of keys.entries()) {
       const want = Buffer.from(`v${i}`.repeat(100));
       expect((await st.get(k)).equals(want)).toBe(true);
@@ -104,11 +105,13 @@ describe('S3 object store', () => {
     // A missing bucket or bad credentials are errors, never "object not found".
     const noBucket = s3Store('no-such-bucket-here');
     await expect(noBucket.get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
-    await expect(s3Store('no-such-bucket-here', { sdkGet: true }).get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
+    await expect(s3Store('no-such-bucket-here', { sdkDataPath: true }).get('k')).rejects.toMatchObject({ name: 'NoSuchBucket' });
     const badKey = s3Store('keys', { secretKey: 'wrong' });
     const err = await badKey.get('plain/k').catch((e: unknown) => e);
     expect(err).not.toBeInstanceOf(NotFoundError);
     expect((err as { $metadata: { httpStatusCode: number } }).$metadata.httpStatusCode).toBe(403);
+    await expect(badKey.put('plain/k', Buffer.from('x'))).rejects.toMatchObject({ $metadata: { httpStatusCode: 403 } });
+    expect((await st.get('plain/k')).equals(Buffer.from('v0'.repeat(100)))).toBe(true); // the refused PUT changed nothing
   });
 
   it('a server that never answers a GET times out per attempt, then fails', async () => {
@@ -286,7 +289,7 @@ describe('interop with the real juicefs on S3', () => {
   it.each([
     ['s3', 'lz4', 1],
     ['minio', 'zstd', 2],
-  ] as const)('--storage %s --compress %s: we find and decode what juicefs wrote', async (storage, compression, db) => {
+  ] as const)('--storage %s --compress %s: we decode what juicefs wrote, juicefs reads what we wrote', async (storage, compression, db) => {
     const bucket = `jfs-${storage}`;
     const meta = `${redis.url}/${db}`;
     const name = `vol-${storage}`;
@@ -311,5 +314,17 @@ describe('interop with the real juicefs on S3', () => {
     const out = Buffer.alloc(content.length);
     for (const s of chunk.slices) (await bs.read(s.id, s.size, s.off ?? 0, s.len ?? s.size)).copy(out, s.pos ?? 0);
     expect(out.toString()).toBe(content);
+    // Reverse: replace its blocks by ours (direct signed PUTs), juicefs reads the file back.
+    for (const s of chunk.slices) {
+      const plain = await bs.read(s.id, s.size, 0, s.size);
+      await bs.remove(s.id, s.size);
+      await bs.writeSlice(s.id, plain);
+    }
+    const m2 = await mount(meta, path.join(dir, 'mnt2'), ['--cache-size', '0']);
+    try {
+      expect(await readFile(path.join(m2.mountpoint, 'f.txt'), 'utf8')).toBe(content);
+    } finally {
+      await m2.unmount();
+    }
   });
 });
