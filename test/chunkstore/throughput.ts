@@ -5,6 +5,7 @@
  * block store writing/reading 64 MiB slices against a local SeaweedFS S3 (test/helpers/servers.ts).
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { ObjectBlockStore } from '../../chunkstore/blockstore.js';
 import { codecFor } from '../../chunkstore/compress.js';
 import { createObjectStore } from '../../chunkstore/object/index.js';
@@ -28,9 +29,14 @@ function textish(n: number): Buffer {
   return out;
 }
 
+let lastCpu = 0;
+/** Wall seconds of fn; the CPU seconds it used (all threads of this process) go to lastCpu. */
 async function timeIt(fn: () => Promise<void>): Promise<number> {
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await fn();
+  const c = process.cpuUsage(c0);
+  lastCpu = (c.user + c.system) / 1e6;
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
@@ -46,15 +52,21 @@ async function codecs(): Promise<void> {
       const tc = await timeIt(async () => {
         for (let i = 0; i < n; i++) await c.compress(block);
       });
+      const cc = lastCpu;
       const td = await timeIt(async () => {
         for (let i = 0; i < n; i++) await c.decompress(packed, BS);
       });
-      console.log(`${name.padEnd(4)} ${label.padEnd(6)} ratio ${(packed.length / BS).toFixed(3)}  compress ${rate(n * BS, tc)}  decompress ${rate(n * BS, td)}`);
+      const cd = lastCpu;
+      console.log(
+        `${name.padEnd(4)} ${label.padEnd(6)} ratio ${(packed.length / BS).toFixed(3)}  ` +
+          `compress ${rate(n * BS, tc)} (${rate(n * BS, cc)} per CPU)  decompress ${rate(n * BS, td)} (${rate(n * BS, cd)} per CPU)`,
+      );
     }
   }
 }
 
 async function main(): Promise<void> {
+  console.log(`# load average at start: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} on ${os.cpus().length} cores`);
   console.log(`# codecs, 4 MiB blocks, one thread`);
   await codecs();
   const s3 = await startS3();
@@ -73,13 +85,18 @@ async function main(): Promise<void> {
           while (next < nObj) await store.put(`raw/${par}/${next++}`, obj);
         }));
       });
+      const cput = lastCpu;
       next = 0;
       const tget = await timeIt(async () => {
         await Promise.all(Array.from({ length: par }, async () => {
           while (next < nObj) await store.get(`raw/${par}/${next++}`);
         }));
       });
-      console.log(`raw 4 MiB objects x${par}: PUT ${rate(total, tput)}  GET ${rate(total, tget)}`);
+      const cget = lastCpu;
+      console.log(
+        `raw 4 MiB objects x${par}: PUT ${rate(total, tput)}  GET ${rate(total, tget)}  ` +
+          `(client CPU per 4 MiB: PUT ${((cput / nObj) * 1000).toFixed(1)} ms, GET ${((cget / nObj) * 1000).toFixed(1)} ms)`,
+      );
     }
     // Small object latency.
     const small = Buffer.from('x');
@@ -118,6 +135,7 @@ async function main(): Promise<void> {
       }
     }
     store.close?.();
+    console.log(`# load average at end: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   } finally {
     await s3.stop();
   }
