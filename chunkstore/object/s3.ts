@@ -101,6 +101,14 @@ function isTransient(err: unknown): boolean {
   return (e?.code !== undefined && TRANSIENT_CODES.has(e.code)) || e?.name === 'TimeoutError' || /socket hang up|aborted/i.test(e?.message ?? '');
 }
 
+/** The bytes a `bytes=a-b` / `bytes=a-` range selects from a whole object. */
+function cutRange(whole: Buffer, range: string): Buffer {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(range)!;
+  const start = Number(m[1]);
+  const end = m[2] ? Number(m[2]) + 1 : whole.length;
+  return whole.subarray(Math.min(start, whole.length), Math.min(end, whole.length));
+}
+
 function timeoutError(message: string): Error {
   const e = new Error(message);
   e.name = 'TimeoutError';
@@ -239,7 +247,8 @@ export class S3ObjectStore implements ObjectStore {
     if (this.signer) return this.direct('GET', key, range);
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }));
-      return await readBody(res.Body, res.ContentLength);
+      const body = await readBody(res.Body, res.ContentLength);
+      return range && !res.ContentRange ? cutRange(body, range) : body;
     } catch (err) {
       if (isNotFound(err)) throw new NotFoundError(key);
       if (statusOf(err) === 416) return Buffer.alloc(0); // offset at or past the end
@@ -302,8 +311,10 @@ export class S3ObjectStore implements ObjectStore {
               pos += c.length;
             });
             res.on('end', () => {
-              if (out && pos !== out.length) finish(Object.assign(new Error(`response body of ${key} truncated: ${pos} of ${len} bytes`), { code: 'ECONNRESET' }));
-              else finish(null, out ?? Buffer.concat(chunks));
+              if (out && pos !== out.length) return finish(Object.assign(new Error(`response body of ${key} truncated: ${pos} of ${len} bytes`), { code: 'ECONNRESET' }));
+              const whole = out ?? Buffer.concat(chunks);
+              // A server that ignores Range answers 200 with the whole object: cut the range out.
+              finish(null, range && status === 200 ? cutRange(whole, range) : whole);
             });
             res.on('error', (e) => finish(e));
             res.on('aborted', () => finish(Object.assign(new Error(`response for ${key} aborted`), { code: 'ECONNRESET' })));

@@ -4,6 +4,7 @@
  * `--storage s3|minio --bucket http://127.0.0.1:port/bucket`.
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -130,6 +131,28 @@ describe('S3 object store', () => {
       expect(sockets.length).toBe(2); // one connection per attempt
     } finally {
       for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
+  it('a server that ignores Range (200 with the whole object) still yields just the range', async () => {
+    const whole = Buffer.from('0123456789abcdef');
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': whole.length, 'content-type': 'application/octet-stream' });
+      res.end(whole);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (server.address() as import('node:net').AddressInfo).port;
+      for (const sdkDataPath of [false, true]) {
+        const st = new S3ObjectStore({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', bucket: 'x', forcePathStyle: true, accessKey: 'a', secretKey: 'b', sdkDataPath });
+        stores.push(st);
+        expect((await st.get('k', 3, 4)).toString()).toBe('3456');
+        expect((await st.get('k', 10)).toString()).toBe('abcdef');
+        expect((await st.get('k')).toString()).toBe('0123456789abcdef');
+      }
+    } finally {
       server.close();
     }
   });
