@@ -74,7 +74,7 @@ export function renderChart(rows: Row[], subtitle: string): string {
       const x1 = x(1);
       const x2 = x(a.ratio_vs_juicefs);
       out.push(`<rect x="${Math.min(x1, x2)}" y="${y + 1}" width="${Math.max(1, Math.abs(x2 - x1))}" height="${barH - 2}" fill="${COLORS[p]}"><title>${esc(`${p}: artifacts ${num(a.value)} vs juicefs ${num(j.value)} ${a.unit}`)}</title></rect>`);
-      out.push(`<text x="${left + plotW + 10}" y="${y + barH - 3}" fill="${COLORS[p]}">${esc(`${a.ratio_vs_juicefs.toFixed(2)}×   ${num(a.value)} vs ${num(j.value)} ${a.unit}`)}</text>`);
+      out.push(`<text x="${left + plotW + 10}" y="${y + barH - 3}" fill="${COLORS[p]}">${esc(`${a.ratio_vs_juicefs.toFixed(2)}×  (${num(a.value)} vs ${num(j.value)} ${a.unit})`)}</text>`);
       y += barH;
     }
     y += gap;

@@ -103,12 +103,12 @@ function juicefsVersion(): string {
   }
 }
 
-async function formatVolumes(redis: RedisHandle, s3: S3Handle, specs: { system: SystemName; profile: ProfileName; db: number }[]): Promise<void> {
+async function formatVolumes(redis: RedisHandle, s3: S3Handle, specs: { system: SystemName; profile: ProfileName; db: number; name?: string }[]): Promise<void> {
   const env = { ...process.env, ACCESS_KEY: s3.accessKey, SECRET_KEY: s3.secretKey, JFS_NO_USAGE_REPORT: '1' };
   const bucket = s3.bucketUrl('bench');
   for (const s of specs) {
     const url = `${redis.url}/${s.db}`;
-    const name = `bench-${s.system}-${s.profile}`;
+    const name = s.name ?? `bench-${s.system}-${s.profile}`;
     if (s.system === 'artifacts') await run(process.execPath, [cliMain(), 'format', url, name, '--storage', 's3', '--bucket', bucket, '--trash-days', '0'], { env });
     else await run(juicefsBin(), ['--no-agent', 'format', '--storage', 's3', '--bucket', bucket, '--trash-days', '0', url, name], { env });
   }
@@ -172,7 +172,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     const chosen = all.filter((s) => !o.targets?.length || o.targets.includes(`${s.system}/${s.profile}`));
     const mdtestDb = db;
     const wantMdtest = !only || only.test('mdtest');
-    await formatVolumes(redis, s3, [...chosen, ...(wantMdtest ? [{ system: 'artifacts' as SystemName, profile: 'interactive' as ProfileName, db: mdtestDb }] : [])]);
+    await formatVolumes(redis, s3, [...chosen, ...(wantMdtest ? [{ system: 'artifacts' as SystemName, profile: 'interactive' as ProfileName, db: mdtestDb, name: 'bench-mdtest' }] : [])]);
 
     for (const s of chosen) {
       const label = `${s.system}-${s.profile}`;
@@ -190,7 +190,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     }
 
     const suiteWanted = !only || !/^\^?mdtest/.test(o.only ?? '');
-    const tree = await makeTree(scratch, o.tree?.length ? o.tree : o.quick ? ['typescript', '@smithy'] : ['typescript', '@aws-sdk', '@smithy']);
+    const tree = await makeTree(scratch, o.tree?.length ? o.tree : o.quick ? ['typescript'] : ['typescript', '@aws-sdk', '@smithy']);
     log(`agent tree: ${tree.files} files, ${(tree.bytes / 2 ** 20).toFixed(1)} MiB`);
 
     const samples: TaggedSample[] = [];
@@ -200,7 +200,9 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
         log(`round ${round + 1}/${sizes.rounds}: ${order.map((t) => t.label).join(' → ')}`);
         for (const t of order) {
           try {
+            const t0 = Date.now();
             const got = await runSuite(t, { sizes, tree, log, only });
+            log(`  ${t.label} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
             samples.push(...got.map((s) => ({ ...s, system: t.system, profile: t.profile })));
           } catch (e) {
             log(`${t.label} failed: ${(e as Error).message}\n--- ${t.label} log ---\n${logTail(path.join(logDir, `${t.label.replace('/', '-')}.log`), 30)}`);
@@ -211,7 +213,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     }
     if (wantMdtest) {
       log(`metadata benchmark (mdtest shape dirs=${sizes.mdtest.dirs} depth=${sizes.mdtest.depth} files=${sizes.mdtest.files})`);
-      samples.push(...(await runMdtest(redis, mdtestDb, sizes, Math.max(2, sizes.rounds), log)));
+      samples.push(...(await runMdtest(redis, mdtestDb, sizes, Math.max(3, sizes.rounds), log)));
     }
 
     const rows = toRows(samples);
@@ -221,8 +223,10 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
       `sizes: seq file ${sizes.seqBytes / 2 ** 20} MiB in 1 MiB writes; randread ${sizes.randSeconds} s per job; ${sizes.smallFiles} small files of ${sizes.smallFileBytes} B in ${sizes.smallDirs} dirs; agent tree ${tree.files} files (${(tree.bytes / 2 ** 20).toFixed(1)} MiB); mdtest dirs=${sizes.mdtest.dirs} depth=${sizes.mdtest.depth} files=${sizes.mdtest.files}`,
       `load at start: ${uptimeStart.replace(/^.*load average: /, '')}; at end: ${uptimeEnd.replace(/^.*load average: /, '')} (shared machine; per-row load in --json)`,
     ];
-    const table = tableLines(rows, false);
-    const markdown = [...header.map((h) => `- ${h}`), '', ...tableLines(rows, true), ''].join('\n');
+    const fuseRows = rows.filter((r) => r.profile !== 'engine');
+    const engineRows = rows.filter((r) => r.profile === 'engine');
+    const table = [...tableLines(fuseRows, false), ...(engineRows.length ? ['', ...tableLines(engineRows, false)] : [])];
+    const markdown = [...header.map((h) => `- ${h}`), '', ...tableLines(fuseRows, true), '', ...(engineRows.length ? [...tableLines(engineRows, true), ''] : [])].join('\n');
     const subtitle = `${o.quick ? 'quick' : 'full'} run ${started.toISOString().slice(0, 16).replace('T', ' ')}, commit ${gitCommit()}, ${sizes.rounds} round(s); loopback Redis + SeaweedFS S3; load ${uptimeStart.replace(/^.*load average: /, '')} (2-core shared box)`;
     if (o.json) await writeFile(o.json, JSON.stringify(jsonRows(rows), null, 1) + '\n');
     if (o.svg) await writeFile(o.svg, renderChart(rows, subtitle));

@@ -12,11 +12,12 @@
  * Each target can remount cold (disk cache emptied, kernel caches dropped) or warm (disk cache kept,
  * kernel caches dropped: the page cache must not count).
  */
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { unmountPath } from '../cli/commands/mount.js';
 import { daemonPids } from '../test/helpers/juicefs.js';
 import { juicefsBin, killQuietly, mountsUnder, registerCleanup } from '../test/helpers/servers.js';
 import { dropCaches, emptyDir, run, sleep } from './proc.js';
@@ -41,12 +42,16 @@ export interface Target {
   isMounted(): boolean;
 }
 
-/** Unmount if mounted, empty the disk cache if cold, drop kernel caches, mount. */
+/**
+ * Unmount if mounted, empty the disk cache if cold, mount, drop kernel caches. Caches are dropped
+ * after the mount on purpose: the FUSE page cache dies with the old mount anyway, and dropping
+ * before would make the new daemon read its code back from disk (seconds on a loaded box).
+ */
 export async function remount(t: Target, mode: 'cold' | 'warm'): Promise<void> {
   if (t.isMounted()) await t.unmount();
   if (mode === 'cold') await t.clearCache();
-  await dropCaches();
   await t.mount();
+  await dropCaches();
 }
 
 /** dist/cli/main.js, next to this file's dist/bench/. */
@@ -105,17 +110,41 @@ export function artifactsTarget(o: ArtifactsTargetOptions): Target {
     async mount() {
       await mkdir(mp, { recursive: true });
       unregister ??= registerCleanup(unmountSync);
-      const args = [...(o.nodeFlags ?? []), cliMain(), 'mount', o.metaUrl, mp, '--cache-profile', o.profile, '--log-file', o.logFile, '--timeout', '120'];
+      // Exactly the daemon `artifacts mount` launches (same argv and environment), started
+      // directly: the launcher would only add one more Node start per remount.
+      const args = [...(o.nodeFlags ?? []), cliMain(), 'mount', o.metaUrl, mp, '--cache-profile', o.profile, '--foreground', '--log-file', o.logFile];
       // The benchmark profile has no disk cache and refuses cache knobs.
       if (o.profile !== 'benchmark') args.push('--cache-dir', o.cacheDir);
-      await run(process.execPath, args, { timeoutMs: 150_000 });
-      if (!mountedAt(mp)) throw new Error(`artifacts mount returned but ${mp} is not mounted`);
+      const fd = openSync(o.logFile, 'a');
+      const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '24' } });
+      closeSync(fd);
+      let exited: number | null | undefined;
+      child.on('exit', (code) => (exited = code));
+      child.unref();
+      const deadline = Date.now() + 150_000;
+      for (;;) {
+        if (exited !== undefined) throw new Error(`artifacts mount daemon exited with ${exited}; log ${o.logFile}`);
+        if (mountedAt(mp)) {
+          try {
+            await stat(mp);
+            break;
+          } catch {
+            // not answering yet
+          }
+        }
+        if (Date.now() > deadline) {
+          unmountSync();
+          throw new Error(`artifacts mount at ${mp} did not answer; log ${o.logFile}`);
+        }
+        await sleep(50);
+      }
     },
     async unmount() {
+      // `artifacts unmount`'s own code, in process: SIGTERM to the daemon (flush, end the
+      // session, unmount), then wait until the mount is gone and the daemon has exited.
       try {
-        await run(process.execPath, [cliMain(), 'unmount', mp, '--timeout', '300'], { timeoutMs: 320_000 });
+        await unmountPath(mp, 300_000);
       } finally {
-        // The launcher waits for the daemon to finish; anything left is a bug worth a loud kill.
         const left = artifactsDaemonPids(mp);
         if (mountedAt(mp) || left.length) {
           unmountSync();
