@@ -12,7 +12,7 @@
  * then mounts, then servers (the cleanup registry of test/helpers/servers.ts runs last-first).
  */
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -88,6 +88,12 @@ async function makeTree(scratch: string, dirs: string[]): Promise<AgentTree> {
 }
 
 function gitCommit(): string {
+  try {
+    // A snapshot build (bench/snapshot.sh) has no .git but records its commit.
+    return readFileSync(path.join(packageRoot(), '.commit'), 'utf8').trim();
+  } catch {
+    // a checkout: ask git
+  }
   try {
     return execFileSync('git', ['-C', packageRoot(), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   } catch {
