@@ -246,15 +246,18 @@ export class ObjectBlockStore implements BlockStore {
     return new ObjectSliceWriter(this, id);
   }
 
-  /** Upload one block (compress + put with retries) and cache it per policy. Used by writers. */
-  async uploadBlock(key: string, block: Buffer): Promise<void> {
+  /**
+   * Upload one block (compress + put with retries) and cache it per policy. `owned`: the buffer is
+   * ours and never modified again, so the cache may keep it; otherwise the cache gets a copy.
+   */
+  async uploadBlock(key: string, block: Buffer, owned = true): Promise<void> {
     const data = await this.codec.compress(block);
     await this.withRetries('put', key, async () => {
       this.stats.putRequests++;
       await this.store.put(key, data);
       this.stats.putBytes += data.length;
     });
-    if (this.cache && (block.length < this.config.blockSize || this.cacheFullBlocks)) this.cache.put(key, block);
+    if (this.cache && (block.length < this.config.blockSize || this.cacheFullBlocks)) this.cache.put(key, owned ? block : Buffer.from(block));
   }
 
   async deleteBlock(key: string): Promise<void> {
@@ -283,7 +286,7 @@ export class ObjectBlockStore implements BlockStore {
       // The caller's buffer is uploaded in place (no copy): blocks are views of `data`.
       await this.forEachLimited(keys, async (k, i) => {
         uploaded.push(k);
-        await this.uploadBlock(k, data.subarray(i * bs, Math.min(data.length, (i + 1) * bs)));
+        await this.uploadBlock(k, data.subarray(i * bs, Math.min(data.length, (i + 1) * bs)), false);
       });
     } catch (err) {
       await this.forEachLimited(uploaded, (k) => this.deleteBlock(k)).catch(() => undefined);

@@ -335,6 +335,21 @@ describe('reads', () => {
     expect(bs.stats.cacheHits).toBe(1);
   });
 
+  it('writeSlice does not let the cache alias the caller\'s buffer', async () => {
+    class RefCache extends MapCache {
+      override put(key: string, block: Buffer) {
+        this.map.set(key, block); // keeps the very Buffer it is given, like the memory tier may
+      }
+    }
+    const cache = new RefCache();
+    const bs = makeStore(file, 'none', cache);
+    const src = data(BS + 10);
+    const copy = Buffer.from(src);
+    await bs.writeSlice(19, src);
+    src.fill(0); // the caller reuses its buffer
+    sameBytes(await bs.read(19, copy.length, BS, 10), copy.subarray(BS));
+  });
+
   it('short blocks are cached on write; remove evicts them', async () => {
     const cache = new MapCache();
     const bs = makeStore(file, 'lz4', cache);
