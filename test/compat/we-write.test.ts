@@ -57,7 +57,7 @@ async function formatOurs(vol: Volume): Promise<void> {
 /** fsck + gc: every block a slice needs exists, and no object is left that no slice needs. */
 async function upstreamChecks(vol: Volume): Promise<string[]> {
   const problems: string[] = [];
-  const f = await jfsFsck(vol.metaUrl);
+  const f = await jfsFsck(vol.metaUrl, ['--path', '/', '--recursive']);
   if (!f.ok || f.lostObjects !== 0 || f.brokenFiles !== 0)
     problems.push(`juicefs fsck failed (exit ${f.code}, ${f.lostObjects} lost objects, ${f.brokenFiles} broken files):\n${f.output.split('\n').slice(-25).join('\n')}`);
   const g = await jfsGc(vol.metaUrl);
@@ -65,12 +65,13 @@ async function upstreamChecks(vol: Volume): Promise<string[]> {
   if (g.skipped.count !== 0) problems.push(`juicefs gc skipped ${g.skipped.count} objects (JFS_GC_SKIPPEDTIME=0 not honoured?)`);
   console.log(
     `[${vol.cell.id}] fsck: ${f.blocks ?? '?'} blocks, ${f.slices ?? '?'} slices; gc: scanned ${g.scanned}, valid ${g.valid}, leaked ${g.leaked.count}, ` +
-      `pending delete ${g.pendingDelete.count}, delfiles ${g.delFiles.count}, delslices ${g.delSlices.count}`,
+      `pending delete ${g.pendingDelete.count}, compacted ${g.compacted.count}, delfiles ${g.delFiles.count}, delslices ${g.delSlices.count}`,
   );
   if (g.scanned === 0) problems.push('juicefs gc scanned no objects: the volume has no data blocks?');
   if (g.pendingDelete.count !== 0 || g.delFiles.count !== 0)
     problems.push(`juicefs gc: ${g.pendingDelete.count} slices pending delete, ${g.delFiles.count} delfiles left behind`);
-  if (g.valid !== g.scanned - g.leaked.count - g.skipped.count) problems.push(`juicefs gc: scanned ${g.scanned}, valid ${g.valid}: ${g.output.split('\n').slice(-3).join(' | ')}`);
+  // `compacted`: blocks of slices replaced by compaction, kept in delSlices while trash is on.
+  if (g.valid + g.compacted.count + g.leaked.count + g.skipped.count + g.pendingDelete.count !== g.scanned) problems.push(`juicefs gc: scanned ${g.scanned}, valid ${g.valid}: ${g.output.split('\n').filter((l) => /scanned|WARN|ERROR/.test(l)).join(' | ')}`);
   return problems;
 }
 

@@ -6,12 +6,11 @@
 import { ObjectBlockStore } from '../../../chunkstore/blockstore.js';
 import { createObjectStore } from '../../../chunkstore/object/index.js';
 import type { Compression, ObjectStore } from '../../../chunkstore/types.js';
-import { newFormat, formatMeta } from '../../../metadata/format.js';
 import { openMeta } from '../../../metadata/index.js';
 import type { RedisMeta } from '../../../metadata/redis/engine.js';
-import { connectMeta } from '../../../metadata/redis/connect.js';
 import { decryptSecrets } from '../../../metadata/setting.js';
 import { type Attr, CHUNK_SIZE, type Ctx, FileType, type Format, type Ino, ROOT_INODE } from '../../../metadata/types.js';
+import { formatVolume } from '../../../cli/volume.js';
 import { VfsImpl, O_APPEND, O_RDONLY, O_WRONLY } from '../../../fs/vfs.js';
 import { nowTimespec } from '../../../fs/util.js';
 import { type FsDriver, joinPath, splitPath, type Write, type WriteFileOptions } from './driver.js';
@@ -94,12 +93,9 @@ export interface OurFormatParams {
   blockSizeKiB?: number;
 }
 
-/**
- * `artifacts format`: the Redis part (formatMeta) and the object-store part upstream does for a
- * new volume (juicefs_uuid holding the UUID; juicefs-format.md 2.3).
- */
+/** `artifacts format` (cli/volume.ts formatVolume: storage test, juicefs_uuid, then the Redis part). */
 export async function ourFormat(p: OurFormatParams): Promise<Format> {
-  const { format } = newFormat({
+  const r = await formatVolume(p.metaUrl, {
     name: p.name,
     storage: p.storage,
     bucket: p.bucket,
@@ -109,21 +105,8 @@ export async function ourFormat(p: OurFormatParams): Promise<Format> {
     trashDays: p.trashDays,
     blockSizeKiB: p.blockSizeKiB,
   });
-  const objects = createObjectStore(format);
-  try {
-    await objects.create?.();
-    await objects.put('juicefs_uuid', Buffer.from(format.UUID));
-  } finally {
-    objects.close?.();
-  }
-  const conn = await connectMeta(p.metaUrl);
-  try {
-    const r = await formatMeta(conn.redis, conn.prefix, format);
-    if (!r.created) throw new Error(`volume at ${p.metaUrl} already existed`);
-    return r.format;
-  } finally {
-    await conn.close();
-  }
+  if (!r.created) throw new Error(`volume at ${p.metaUrl} already existed`);
+  return r.format;
 }
 
 // ------------------------------------------------------------------------------------------
