@@ -10,15 +10,15 @@
  * Run: npx vitest run test/compat/juicefs-writes.test.ts   (COMPAT_CELLS=none-s3-sa,... to narrow)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { format as jfsFormat } from '../helpers/juicefs.js';
+import { format as jfsFormat, fsck as jfsFsck } from '../helpers/juicefs.js';
 import { type Cell, type Env, juicefsFormatOptions, selectedCells, startEnv, type Volume, volumeFor } from './lib/env.js';
 import { traced } from './lib/driver.js';
 import { Model } from './lib/model.js';
 import { MountDriver, snapshotMount } from './lib/mountfs.js';
-import { openOurs, snapshotEngine, snapshotVfs } from './lib/ours.js';
+import { openOurs, snapshotEngine, snapshotVfs, VfsDriver } from './lib/ours.js';
 import { compareAttrs, compareToModel, type Expectation, type Snapshot } from './lib/snapshot.js';
 import { withJuicefsMount } from './lib/steps.js';
-import { buildTree, type TreeOptions } from './lib/tree.js';
+import { buildTree, extendTree, type TreeOptions } from './lib/tree.js';
 
 const cells = selectedCells();
 let env: Env | undefined;
@@ -87,5 +87,31 @@ cells.forEach((c: Cell, i: number) => {
       ];
       expect(problems).toEqual([]);
     }, 120_000);
+
+    // Full cells only (runtime): our VFS also writes into the upstream-formatted volume.
+    if (c.tree === 'full')
+      it('our VFS writes more into the juicefs volume; juicefs fsck and a juicefs mount agree', async () => {
+      const v = need(vol, 'volume');
+      const model = new Model();
+      await buildTree(model, opts);
+      await extendTree(model, opts);
+      const exp = model.expect();
+      const ours = await openOurs(v.metaUrl);
+      let ourView: Snapshot;
+      try {
+        await extendTree(new VfsDriver(ours.vfs), opts);
+        ourView = await snapshotVfs(ours.vfs);
+      } finally {
+        await ours.close();
+      }
+      const f = await jfsFsck(v.metaUrl, ['--path', '/', '--recursive']);
+      const jfsAfter = await withJuicefsMount(v.metaUrl, v.work, (mp) => snapshotMount(mp));
+      expect([
+        ...compareToModel('our vfs', exp, ourView),
+        ...compareToModel('juicefs mount', exp, jfsAfter),
+        ...compareAttrs('ours', ourView, 'juicefs', jfsAfter),
+        ...(f.ok ? [] : [`juicefs fsck --path / --recursive failed:\n${f.output.split('\n').filter((l) => /WARN|ERROR|FATAL|lost|broken/.test(l)).join('\n')}`]),
+      ]).toEqual([]);
+    }, 180_000);
   });
 });
