@@ -113,25 +113,38 @@ export class Reader {
     if (len <= 0) return Buffer.alloc(0);
     const first = Math.floor(off / CHUNK_SIZE);
     const last = Math.floor((off + len - 1) / CHUNK_SIZE);
-    if (first === last) {
-      const segs = await this.chunkMap(ino, first);
-      return this.readInChunk(segs, off - first * CHUNK_SIZE, len);
-    }
+    if (first === last) return this.readChunkRange(ino, first, off - first * CHUNK_SIZE, len);
     const out = Buffer.allocUnsafe(len);
     const parts: Promise<void>[] = [];
     for (let i = first; i <= last; i++) {
       const a = Math.max(off, i * CHUNK_SIZE);
       const b = Math.min(off + len, (i + 1) * CHUNK_SIZE);
       parts.push(
-        this.chunkMap(ino, i)
-          .then((segs) => this.readInChunk(segs, a - i * CHUNK_SIZE, b - a))
-          .then((buf) => {
-            buf.copy(out, a - off);
-          }),
+        this.readChunkRange(ino, i, a - i * CHUNK_SIZE, b - a).then((buf) => {
+          buf.copy(out, a - off);
+        }),
       );
     }
     await Promise.all(parts);
     return out;
+  }
+
+  /**
+   * Read [cpos, cpos+len) of chunk `indx` through the cached chunk map. A slice whose objects are
+   * gone means the map is stale: compaction (by this mount or any other client) replaced those
+   * slices with a new one and, with the trash off, deleted their blocks at once. The bytes are
+   * still there under the new slice, so re-read the map once from the engine and retry.
+   */
+  private async readChunkRange(ino: Ino, indx: number, cpos: number, len: number): Promise<Buffer> {
+    const cached = this.chunkMap(ino, indx);
+    try {
+      return await this.readInChunk(await cached, cpos, len);
+    } catch (e) {
+      if ((e as Error | undefined)?.name !== 'NotFoundError') throw e;
+      const st = this.inodes.get(ino);
+      if (st?.maps.get(indx) === cached) st.maps.delete(indx);
+      return this.readInChunk(await this.chunkMap(ino, indx), cpos, len);
+    }
   }
 
   /** Read [cpos, cpos+len) of one resolved chunk. */
