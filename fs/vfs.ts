@@ -763,7 +763,12 @@ export class VfsImpl implements Vfs {
     const f = this.files.get(h.ino);
     if (!f) return;
     f.handles--;
-    if (f.handles > 0) return;
+    if (f.handles > 0) {
+      // meta.open counted every handle (the engine's open count keeps an unlinked file alive), so
+      // every handle is closed there too; the last close deletes a file unlinked while open.
+      await this.meta.close(h.ino);
+      return;
+    }
     this.files.delete(h.ino);
     this.reader.forget(h.ino);
     this.writer.release(h.ino);
