@@ -88,6 +88,12 @@ function sec2ns(sec: number, nsec: number): bigint {
   return BigInt(sec) * 1_000_000_000n + BigInt(nsec);
 }
 
+/** `to` is `from` with one or both set-id bits cleared and nothing else changed. */
+function onlyDropsSetId(from: number, to: number): boolean {
+  const SETID = 0o6000;
+  return (to & ~SETID) === (from & 0o7777 & ~SETID) && (to & SETID & ~from) === 0 && (to & SETID) !== (from & SETID);
+}
+
 function isTrash(ino: Ino): boolean {
   return ino >= TRASH_INODE;
 }
@@ -1170,8 +1176,15 @@ export class RedisMeta implements Meta {
         changed = true;
       }
       if (req.mode !== undefined) {
-        if (!isOwner) throw metaErr('EPERM');
         let mode = req.mode & 0o7777;
+        if (!isOwner) {
+          // Without FUSE_HANDLE_KILLPRIV the kernel clears suid/sgid after a write or truncate by
+          // another user with a SETATTR in that user's name. Allow exactly that (set-id bits
+          // dropped, nothing else changed) to a caller who may write the file, as upstream does;
+          // anything else is chmod by a non-owner.
+          if (!onlyDropsSetId(a.mode, mode)) throw metaErr('EPERM');
+          checkAccess(ctx, a, MODE_W);
+        }
         if (check && ctx.uid !== 0) {
           if (a.type !== FileType.Dir && mode & 0o1000) mode &= ~0o1000;
           if (mode & 0o2000 && ctx.gid !== a.gid && !ctx.gids.includes(a.gid)) mode &= ~0o2000;
@@ -1181,7 +1194,9 @@ export class RedisMeta implements Meta {
       }
       if (req.atime || req.mtime || req.atimeNow || req.mtimeNow) {
         if (a.flags & FLAG_IMMUTABLE) throw metaErr('EPERM');
-        const explicit = (req.atime && !req.atimeNow) || (req.mtime && !req.mtimeNow);
+        // Linux (utimensat(2)): write permission suffices only to set BOTH times to now; any
+        // explicit time, or one time left out (UTIME_OMIT), needs ownership.
+        const explicit = !(req.atimeNow && req.mtimeNow);
         if (check && ctx.uid !== 0 && ctx.uid !== a.uid) {
           if (explicit) throw metaErr('EPERM');
           checkAccess(ctx, a, MODE_W);
@@ -1706,15 +1721,31 @@ export class RedisMeta implements Meta {
 
   // ---------------------------------------------------------------- xattrs
 
-  async getXattr(_ctx: Ctx, ino: Ino, name: string): Promise<Buffer> {
+  /**
+   * The permission check the kernel leaves to a FUSE server without default_permissions: reading
+   * an xattr needs read and changing one needs write permission on the inode. The kernel itself
+   * enforces the namespace rules (trusted.* for CAP_SYS_ADMIN, user.* only on files and
+   * directories, sticky directories); security.* and system.* are left to the security modules.
+   */
+  private async checkXattrAccess(ctx: Ctx, ino: Ino, name: string, mask: number): Promise<void> {
+    if (ctx.uid === 0 || ctx.checkPermission === false) return;
+    if (name.startsWith('security.') || name.startsWith('system.') || name.startsWith('trusted.')) return;
+    checkAccess(ctx, await this.getAttr(ino), mask);
+  }
+
+  async getXattr(ctx: Ctx, ino: Ino, name: string): Promise<Buffer> {
     if (name.length > MAX_XATTR_NAME) throw metaErr('ERANGE');
+    await this.checkXattrAccess(ctx, ino, name, MODE_R);
     const v = await this.redis.hgetBuffer(this.keys.xattr(ino), name);
     if (v === null) throw metaErr('ENODATA');
     return v;
   }
 
-  async listXattr(_ctx: Ctx, ino: Ino): Promise<string[]> {
-    return this.redis.hkeys(this.keys.xattr(ino));
+  async listXattr(ctx: Ctx, ino: Ino): Promise<string[]> {
+    const names = await this.redis.hkeys(this.keys.xattr(ino));
+    // trusted.* is invisible to unprivileged callers (as on local file systems).
+    if (ctx.uid === 0 || ctx.checkPermission === false) return names;
+    return names.filter((n) => !n.startsWith('trusted.'));
   }
 
   async setXattr(ctx: Ctx, ino: Ino, name: string, value: Buffer, flags: number): Promise<void> {
@@ -1722,6 +1753,7 @@ export class RedisMeta implements Meta {
     if (name.length === 0) throw metaErr('EINVAL');
     if (Buffer.byteLength(name) > MAX_XATTR_NAME) throw metaErr('ERANGE');
     if (value.length > MAX_XATTR_VALUE) throw metaErr('E2BIG');
+    await this.checkXattrAccess(ctx, ino, name, MODE_W);
     const xk = this.keys.xattr(ino);
     await this.txn<void>([xk], async (c) => {
       if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
@@ -1731,11 +1763,11 @@ export class RedisMeta implements Meta {
       }
       return { result: undefined, write: (m) => m.hset(xk, name, value) };
     });
-    void ctx;
   }
 
-  async removeXattr(_ctx: Ctx, ino: Ino, name: string): Promise<void> {
+  async removeXattr(ctx: Ctx, ino: Ino, name: string): Promise<void> {
     this.checkWritable();
+    await this.checkXattrAccess(ctx, ino, name, MODE_W);
     const n = await this.redis.hdel(this.keys.xattr(ino), name);
     if (n === 0) throw metaErr('ENODATA');
   }
