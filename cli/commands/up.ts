@@ -281,6 +281,8 @@ export async function up(flags: UpFlags, out: Output): Promise<StackState> {
     return existing;
   }
   if (existing) await stopStack(existing, out); // half-dead leftovers
+  // Parents we create get the usual 0755 (a 0700 ~/.local would lock PostgreSQL's user out).
+  await mkdir(join(base, '..'), { recursive: true, mode: 0o755 });
   await mkdir(base, { recursive: true, mode: 0o700 });
   // 0711 lets a root-run stack hand PostgreSQL (which refuses root) its own 0700 sub-directory;
   // every sub-directory and file is private anyway.

@@ -34,7 +34,13 @@ export interface FormatPhaseInput {
 /** Phase 2. Replaceable in unit tests only; every end-to-end test runs the real one. */
 export type FormatPhase = (input: FormatPhaseInput) => Promise<void>;
 
-/** The Format `Bucket` of a workspace's storage (path-style S3 URL, or a directory). */
+/**
+ * The Format `Bucket` of a workspace's storage: a directory (file; `prefix` is a sub-directory)
+ * or a path-style S3 URL. For S3 the prefix cannot be expressed: upstream `juicefs` (measured
+ * with 1.4.2) ignores any path after the bucket name and stores `<bucket>/<volume>/...`, and
+ * volumes must stay mountable by it. The volume name carries the workspace id, so workspaces
+ * sharing a bucket never collide.
+ */
 export function bucketUrl(w: WorkspaceView): { storage: string; bucket: string } {
   const prefix = w.storage.prefix.replace(/^\/+|\/+$/g, '');
   if (w.backend === 'file') {
@@ -42,7 +48,7 @@ export function bucketUrl(w: WorkspaceView): { storage: string; bucket: string }
     return { storage: 'file', bucket: prefix ? `${dir}${prefix}/` : dir };
   }
   const endpoint = w.storage.endpoint.replace(/\/+$/, '');
-  return { storage: 's3', bucket: `${endpoint}/${w.storage.bucket}${prefix ? `/${prefix}` : ''}` };
+  return { storage: 's3', bucket: `${endpoint}/${w.storage.bucket}` };
 }
 
 /**
@@ -134,6 +140,9 @@ export async function createWorkspaceFlow(
   }
 
   const w = reserved.workspace;
+  if (w.backend === 'byo' && w.storage.prefix) {
+    out.warn(`--prefix is recorded but not applied to S3 objects: the JuiceFS layout stores them under ${w.storage.bucket}/${w.volume_name}/`);
+  }
   out.info(`Phase 2: formatting volume ${w.volume_name} in-process (metadata prefix ${w.key_prefix}, data ${bucketUrl(w).bucket})`);
   await format({ workspace: w, format: reserved.format, s3, resuming, out });
 
