@@ -179,6 +179,7 @@ describe('revocation', () => {
       await new Promise((res) => setTimeout(res, 5));
     }
     expect((await revoking).status).toBe('revoked');
+    console.log(`revoked session's open connection failed ${Math.round(failedAt)} ms after the revoke call`);
     expect(failedAt).toBeGreaterThan(0);
     expect(failedAt).toBeLessThan(1000);
     expect(await authReply(s, user, password)).toMatch(/WRONGPASS/);
