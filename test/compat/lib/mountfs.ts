@@ -67,7 +67,8 @@ class PyFs {
   }
 }
 
-const py = new PyFs();
+/** The shared python co-process (xattrs, ns times, fifos, locks held across calls). */
+export const py = new PyFs();
 
 export class MountDriver implements FsDriver {
   readonly name: string;
