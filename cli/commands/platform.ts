@@ -14,7 +14,7 @@ const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 60480
 
 /** `90`, `45s`, `30m`, `1h`, `7d`, `1h30m` → seconds. */
 export function parseDuration(flag: string, v: string): number {
-  if (/^\d+$/.test(v)) return Number(v);
+  if (/^\d+$/.test(v) && Number(v) > 0) return Number(v);
   const re = /(\d+)([smhdw])/g;
   let total = 0;
   let consumed = 0;
