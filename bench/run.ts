@@ -22,8 +22,8 @@ import { juicefsBin, logTail, startRedis, startS3, tmpDir, type RedisHandle, typ
 import { renderChart } from './chart.js';
 import { juicefsMdtest, mdtest } from './mdtest.js';
 import { load1, run, uptimeLine } from './proc.js';
-import { jsonRows, tableLines, toRows, type Row, type TaggedSample } from './results.js';
-import { artifactsTarget, cliMain, juicefsTarget, PROFILES, type ProfileName, type SystemName, type Target } from './systems.js';
+import { jsonRows, median, tableLines, toRows, type Row, type TaggedSample } from './results.js';
+import { artifactsTarget, cliMain, juicefsTarget, PROFILES, type ProfileName, type RemountTimes, type SystemName, type Target } from './systems.js';
 import { FULL, QUICK, runSuite, type AgentTree, type Sizes } from './workloads.js';
 
 export interface BenchOptions {
@@ -45,6 +45,8 @@ export interface BenchOptions {
   tree?: string[];
   /** Keep the daemon logs here (default: the scratch dir, removed at exit). */
   logDir?: string;
+  /** Log remount timings too. */
+  verbose?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -200,6 +202,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     log(`agent tree: ${tree.files} files, ${(tree.bytes / 2 ** 20).toFixed(1)} MiB`);
 
     const samples: TaggedSample[] = [];
+    const remounts: Record<string, RemountTimes[]> = {};
     if (suiteWanted && targets.length) {
       for (let round = 0; round < sizes.rounds; round++) {
         const order = round % 2 === 0 ? targets : [...targets].reverse();
@@ -207,7 +210,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
         for (const t of order) {
           try {
             const t0 = Date.now();
-            const got = await runSuite(t, { sizes, tree, log, only });
+            const got = await runSuite(t, { sizes, tree, log, only, verbose: o.verbose, remounts: (remounts[t.label] ??= []) });
             log(`  ${t.label} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
             samples.push(...got.map((s) => ({ ...s, system: t.system, profile: t.profile })));
           } catch (e) {
@@ -227,6 +230,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     const header = [
       `date ${started.toISOString()}, commit ${gitCommit()}, ${o.quick ? 'quick' : 'full'} run, ${sizes.rounds} round(s) (median), juicefs ${juicefsVersion()}, node ${process.version}, ${os.cpus().length} CPUs, kernel ${os.release()}`,
       `sizes: seq file ${sizes.seqBytes / 2 ** 20} MiB in 1 MiB writes; randread ${sizes.randSeconds} s per job; ${sizes.smallFiles} small files of ${sizes.smallFileBytes} B in ${sizes.smallDirs} dirs; agent tree ${tree.files} files (${(tree.bytes / 2 ** 20).toFixed(1)} MiB); mdtest dirs=${sizes.mdtest.dirs} depth=${sizes.mdtest.depth} files=${sizes.mdtest.files}`,
+      `mount until it answers (median over ${Object.values(remounts)[0]?.length ?? 0} remounts per target): ${Object.entries(remounts).map(([l, r]) => `${l} ${median(r.map((x) => x.mount)).toFixed(1)} s`).join(', ')}; unmount: ${Object.entries(remounts).map(([l, r]) => `${l} ${median(r.map((x) => x.unmount)).toFixed(1)} s`).join(', ')}`,
       `load at start: ${uptimeStart.replace(/^.*load average: /, '')}; at end: ${uptimeEnd.replace(/^.*load average: /, '')} (shared machine; per-row load in --json)`,
     ];
     const fuseRows = rows.filter((r) => r.profile !== 'engine');

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropCaches, load1, run } from './proc.js';
 import type { SmallFilesResult } from './smallfiles.js';
-import { remount, type Target } from './systems.js';
+import { remount as remountTarget, type RemountTimes, type Target } from './systems.js';
 
 export interface Sizes {
   /** Size of the sequential file, also the random-read target. */
@@ -74,6 +74,9 @@ export interface SuiteContext {
   log: (msg: string) => void;
   /** Only run workloads whose name matches. */
   only?: RegExp;
+  /** Remount timings are collected here (and logged when verbose). */
+  remounts?: RemountTimes[];
+  verbose?: boolean;
 }
 
 const MiB = 1 << 20;
@@ -121,6 +124,11 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
   const warm = t.hasDiskCache;
   const dir = path.join(t.mountpoint, 'bench');
   const file = path.join(dir, 'seq.bin');
+  const remount = async (target: Target, mode: 'cold' | 'warm') => {
+    const r = await remountTarget(target, mode);
+    ctx.remounts?.push(r);
+    if (ctx.verbose) log(`  ${t.label.padEnd(22)} remount ${mode}: unmount ${r.unmount.toFixed(1)} s, mount ${r.mount.toFixed(1)} s, drop caches ${r.drop.toFixed(1)} s`);
+  };
   const step = (w: string, s: Sample) => {
     out.push(s);
     log(`  ${t.label.padEnd(22)} ${w.padEnd(22)} ${s.value.toFixed(s.value < 100 ? 1 : 0).padStart(8)} ${s.unit}  (load ${s.load1.toFixed(1)})`);
@@ -161,8 +169,9 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
 
   const smallWanted = ['small-create', 'small-read', 'small-stat', 'small-delete'].some(want);
   const agentWanted = ['agent-unpack', 'agent-grep', 'agent-stat-walk', 'agent-grep2', 'agent-rm'].some(want);
-  // Small files and the agent tree share one fresh mount: both start by creating their files.
-  if (smallWanted || agentWanted) await remount(t, 'cold');
+  // Small files and the agent tree run on the mount left by the read workloads (both start by
+  // creating their files; kernel caches are dropped before their read phases), or a fresh one.
+  if ((smallWanted || agentWanted) && !t.isMounted()) await remount(t, 'cold');
   if (smallWanted) {
     const r = (await nodeScript('./smallfiles.js', [path.join(t.mountpoint, 'small'), String(sizes.smallFiles), String(sizes.smallDirs), String(sizes.smallFileBytes), '--drop-caches'])) as SmallFilesResult;
     for (const phase of ['create', 'read', 'stat', 'delete'] as const) step(`small-${phase}`, sample(`small-${phase}`, 'rate', 'files/s', r[phase]));

@@ -59,6 +59,7 @@ export function register(program: Command): void {
         cpuProf: flags.cpuProf,
         tree: flags.tree,
         logDir: flags.logDir,
+        verbose: out.level === 'verbose' || out.level === 'trace',
         log: (m) => out.info(m),
       });
       if (out.json) out.result(report.rows);
