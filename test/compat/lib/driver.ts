@@ -32,6 +32,13 @@ export interface FsDriver {
   unlink(p: string): Promise<void>;
   rmdir(p: string): Promise<void>;
   mkfifo(p: string, mode: number): Promise<void>;
+  /** A character device (Linux dev_t encoding of major/minor as FUSE passes it). */
+  mkchr(p: string, mode: number, major: number, minor: number): Promise<void>;
+}
+
+/** Linux new_encode_dev / glibc makedev for small numbers: what st_rdev and the 32-bit attr rdev hold. */
+export function makedev(major: number, minor: number): number {
+  return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & ~0xff) << 12);
 }
 
 export function splitPath(p: string): { dir: string; base: string } {

@@ -5,6 +5,7 @@ A long-lived co-process: reads one JSON operation per line on stdin and answers 
   {"op": "setxattr", "path": p, "name": n, "value": base64}
   {"op": "utime", "path": p, "atime_ns": "int", "mtime_ns": "int"}
   {"op": "mkfifo", "path": p, "mode": int}
+  {"op": "mkchr", "path": p, "mode": int, "major": int, "minor": int}
   {"op": "xattrs", "paths": [p, ...]}   -> {p: {name: base64}}
   {"op": "open", "path": p, "flags": "r"|"rw"} -> fd            (kept open across requests)
   {"op": "close", "fd": fd}
@@ -17,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import struct
 import sys
 
@@ -34,6 +36,10 @@ def run(op):
         return None
     if kind == "utime":
         os.utime(op["path"], ns=(int(op["atime_ns"]), int(op["mtime_ns"])), follow_symlinks=False)
+        return None
+    if kind == "mkchr":
+        os.mknod(op["path"], op["mode"] | stat.S_IFCHR, os.makedev(op["major"], op["minor"]))
+        os.chmod(op["path"], op["mode"])
         return None
     if kind == "mkfifo":
         os.mkfifo(op["path"], op["mode"])

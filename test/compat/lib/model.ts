@@ -3,7 +3,7 @@
  * modes, owners, link counts, symlink targets, xattrs and explicitly set times of every path.
  * It follows POSIX semantics only as far as the scripts need (no permission checks).
  */
-import { type FsDriver, joinPath, splitPath, type Write, type WriteFileOptions } from './driver.js';
+import { type FsDriver, joinPath, makedev, splitPath, type Write, type WriteFileOptions } from './driver.js';
 import type { Expect, Expectation, NodeType } from './snapshot.js';
 
 class Bytes {
@@ -43,6 +43,7 @@ interface MNode {
   xattrs: Map<string, Buffer>;
   atimeNs?: bigint;
   mtimeNs?: bigint;
+  rdev?: number;
 }
 
 export class Model implements FsDriver {
@@ -154,6 +155,10 @@ export class Model implements FsDriver {
     this.add(p, { type: 'fifo', perm: mode, uid: 0, gid: 0, xattrs: new Map() });
   }
 
+  async mkchr(p: string, mode: number, major: number, minor: number): Promise<void> {
+    this.add(p, { type: 'chr', perm: mode, uid: 0, gid: 0, xattrs: new Map(), rdev: makedev(major, minor) });
+  }
+
   /** Paths of the model (for tests that pick entries). */
   list(): string[] {
     return [...this.paths.keys()].sort();
@@ -189,6 +194,7 @@ export class Model implements FsDriver {
       if (n.type === 'dir') e.children = children;
       if (n.atimeNs !== undefined) e.atimeNs = n.atimeNs;
       if (n.mtimeNs !== undefined) e.mtimeNs = n.mtimeNs;
+      e.rdev = n.rdev ?? 0;
       out.set(p, e);
     }
     return out;

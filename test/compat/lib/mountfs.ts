@@ -131,6 +131,9 @@ export class MountDriver implements FsDriver {
   async mkfifo(p: string, mode: number): Promise<void> {
     await py.call({ op: 'mkfifo', path: this.abs(p), mode });
   }
+  async mkchr(p: string, mode: number, major: number, minor: number): Promise<void> {
+    await py.call({ op: 'mkchr', path: this.abs(p), mode, major, minor });
+  }
 }
 
 async function writeAll(fh: fs.FileHandle, data: Buffer, pos: number | null): Promise<void> {
@@ -180,6 +183,7 @@ export async function snapshotMount(root: string): Promise<Snapshot> {
       atimeNs: st.atimeNs,
       mtimeNs: st.mtimeNs,
       ctimeNs: st.ctimeNs,
+      rdev: Number(st.rdev),
     };
     snap.set(rel, e);
     if (e.type !== 'symlink') xattrPaths.push(rel);

@@ -13,7 +13,7 @@ import { type Attr, CHUNK_SIZE, type Ctx, FileType, type Format, type Ino, ROOT_
 import { formatVolume } from '../../../cli/volume.js';
 import { VfsImpl, O_APPEND, O_RDONLY, O_WRONLY } from '../../../fs/vfs.js';
 import { nowTimespec } from '../../../fs/util.js';
-import { type FsDriver, joinPath, splitPath, type Write, type WriteFileOptions } from './driver.js';
+import { type FsDriver, joinPath, makedev, splitPath, type Write, type WriteFileOptions } from './driver.js';
 import type { NodeType, SnapEntry, Snapshot } from './snapshot.js';
 
 export const CTX: Ctx = { uid: 0, gid: 0, gids: [0], pid: process.pid };
@@ -215,6 +215,10 @@ export class VfsDriver implements FsDriver {
     const { parent, name } = await this.parent(p);
     await this.vfs.mknod(CTX, parent, name, 0o010000 | mode, 0, 0);
   }
+  async mkchr(p: string, mode: number, major: number, minor: number): Promise<void> {
+    const { parent, name } = await this.parent(p);
+    await this.vfs.mknod(CTX, parent, name, 0o020000 | mode, makedev(major, minor), 0);
+  }
 }
 
 function ts(ns: bigint): { sec: number; nsec: number } {
@@ -318,6 +322,10 @@ export class EngineDriver implements FsDriver {
     const { parent, name } = await this.parent(p);
     await this.meta.mknod(this.ctx, parent, name, FileType.Fifo, mode);
   }
+  async mkchr(p: string, mode: number, major: number, minor: number): Promise<void> {
+    const { parent, name } = await this.parent(p);
+    await this.meta.mknod(this.ctx, parent, name, FileType.CharDev, mode, makedev(major, minor));
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -347,6 +355,7 @@ function entryOf(ino: Ino, a: Attr): SnapEntry {
     atimeNs: ns(a.atime, a.atimensec),
     mtimeNs: ns(a.mtime, a.mtimensec),
     ctimeNs: ns(a.ctime, a.ctimensec),
+    rdev: a.rdev,
   };
 }
 

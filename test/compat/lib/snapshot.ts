@@ -20,6 +20,8 @@ export interface SnapEntry {
   atimeNs: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
+  /** Device number (character/block devices), else 0. */
+  rdev: number;
   /** Regular files: the whole content. */
   data?: Buffer;
   /** Symlinks: the raw target. */
@@ -46,6 +48,7 @@ export interface Expect {
   children?: string[];
   atimeNs?: bigint;
   mtimeNs?: bigint;
+  rdev?: number;
 }
 
 export type Expectation = Map<string, Expect>;
@@ -102,13 +105,14 @@ export function compareToModel(label: string, exp: Expectation, act: Snapshot): 
     if (e.children && JSON.stringify(e.children) !== JSON.stringify(a.children))
       out.push(`${where}: entries ${JSON.stringify(a.children)}, expected ${JSON.stringify(e.children)}`);
     if (e.atimeNs !== undefined && e.atimeNs !== a.atimeNs) out.push(`${where}: atime ${a.atimeNs} ns, expected ${e.atimeNs}`);
+    if (e.rdev !== undefined && e.rdev !== a.rdev) out.push(`${where}: rdev ${a.rdev}, expected ${e.rdev}`);
     if (e.mtimeNs !== undefined && e.mtimeNs !== a.mtimeNs) out.push(`${where}: mtime ${a.mtimeNs} ns, expected ${e.mtimeNs}`);
   }
   return out;
 }
 
-export type AttrField = 'ino' | 'perm' | 'uid' | 'gid' | 'nlink' | 'size' | 'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'type';
-export const ALL_ATTRS: AttrField[] = ['type', 'ino', 'perm', 'uid', 'gid', 'nlink', 'size', 'atimeNs', 'mtimeNs', 'ctimeNs'];
+export type AttrField = 'ino' | 'perm' | 'uid' | 'gid' | 'nlink' | 'size' | 'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'type' | 'rdev';
+export const ALL_ATTRS: AttrField[] = ['type', 'ino', 'perm', 'uid', 'gid', 'nlink', 'size', 'atimeNs', 'mtimeNs', 'ctimeNs', 'rdev'];
 
 /**
  * Attributes two clients must agree on for the same volume state (inode numbers, owners, the

@@ -119,7 +119,11 @@ export async function buildTree(d: FsDriver, o: TreeOptions): Promise<void> {
   await d.chmod('dir/sticky', 0o1777);
   await d.chown('dir/sticky', 42, 43);
   await d.utimes('dir/sticky', 1_234_567_890_000_000_001n, 1_234_567_891_999_999_999n);
-  if (full) await d.mkfifo('fifo', 0o640);
+  if (full) {
+    await d.mkfifo('fifo', 0o640);
+    await d.mkchr('dir/null-like', 0o600, 1, 3);
+    await d.mkchr('dir/big-minor', 0o644, 254, 300);
+  }
 
   // Renames (one replacing an existing file) and an unlink: what the namespace looks like after.
   await d.writeFile('tmp-name', [{ off: 0, data: bytes(s('renamed'), 2000) }]);
