@@ -81,6 +81,7 @@ describe('operator and user commands against a served orchestrator', () => {
   let url: string;
   let key: string;
   let stopServer: () => Promise<void>;
+  let serveLog = '';
 
   beforeAll(async () => {
     [pg, redis, s3] = await Promise.all([startPostgres(), startRedis(), startS3()]);
@@ -108,6 +109,7 @@ describe('operator and user commands against a served orchestrator', () => {
 
     const port = await freePort();
     const dir = await tmpDir('orch-serve');
+    serveLog = path.join(dir, 'orchestrator.log');
     const proc = spawnManaged(
       'orchestrator',
       process.execPath,
@@ -280,6 +282,14 @@ describe('operator and user commands against a served orchestrator', () => {
     expect(del.stderr).toMatch(/Tenant acme deleted/);
     expect((await cli(['platform', 'tenant', 'list'])).stdout).not.toMatch(/acme/);
     expect((await cli(['platform', 'ticket', 'create', 'shared', '--to', 'bad', '--mode', 'ro', '--ttl', '1h'])).code).toBe(2);
+    // After all of the above, the structured log holds no secret: no API key, no Redis password, no ticket.
+    const log = readFileSync(serveLog, 'utf8');
+    expect(log.split('\n').filter(Boolean).every((l) => l.startsWith('{'))).toBe(true);
+    expect(log).not.toContain(key);
+    expect(log).not.toMatch(/art_[0-9A-Za-z]{32}/);
+    expect(log).not.toContain(src.metaUrl.split(':')[2]!.split('@')[0]!); // the session password
+    expect(log).not.toContain(sig!);
+    expect(log).toMatch(/"msg":"mount sessions revoked"/);
     expect((await cli(['platform', 'ticket', 'create', 'shared', '--to', 'a/b', '--mode', 'ro', '--ttl', 'soon'])).code).toBe(2);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactsClient } from '../../orchestrator/client.js';
-import { activeWorkspace, authReply, redisAs, startRestartableRedis, startStack, type RestartableRedis, type Stack } from './harness.js';
+import { activeWorkspace, authReply, call, redisAs, startRestartableRedis, startStack, type RestartableRedis, type Stack } from './harness.js';
 
 let s: Stack;
 let redis: RestartableRedis;
@@ -82,6 +82,27 @@ describe('ACL users follow PostgreSQL', () => {
     client = new ArtifactsClient({ baseUrl: s.url, apiKey: s.key });
     expect(await authReply(s, m.redis.username, m.redis.password)).toMatch(/WRONGPASS/);
     expect((await client.sessions.list({ all: true })).find((x) => x.id === m.session.id)?.status).toBe('expired');
+  });
+
+  it('answers 500 metadata_acl_provisioning_failed (fast) while Redis is down, and recovers', async () => {
+    await redis.stop();
+    try {
+      const t0 = performance.now();
+      const r = await call(s.url, s.key, 'POST', '/platform/tickets', { tenant: 'down', runtime: 'r1', workspace: 'alice/keep', mode: 'ro', ttl_seconds: 60 });
+      const ms = performance.now() - t0;
+      expect(r.status).toBe(500);
+      expect(r.body.code).toBe('metadata_acl_provisioning_failed');
+      expect(ms).toBeLessThan(10_000);
+      expect((await call(s.url, null, 'GET', '/healthz')).status).toBe(503);
+      // No half-created session is left active.
+      const active = await s.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM mount_sessions WHERE runtime_id = 'r1' AND status = 'active'`);
+      expect(active[0]!.n).toBe(0);
+    } finally {
+      await redis.start();
+    }
+    await until('healthy again', async () => (await call(s.url, null, 'GET', '/healthz')).status === 200, 10_000);
+    const ok = await call(s.url, s.key, 'POST', '/platform/tickets', { tenant: 'down', runtime: 'r2', workspace: 'alice/keep', mode: 'ro', ttl_seconds: 60 });
+    expect(ok.status).toBe(201);
   });
 
   it('removes ACL users that PostgreSQL does not know (left over by a crash)', async () => {
