@@ -382,12 +382,36 @@ export class RedisMeta implements Meta {
       this.redis.hmget(k.dirUsedInodes, ...fields),
     ]);
     const p = this.redis.pipeline();
-    batch.forEach(([, d], i) => {
+    const missing: Ino[] = [];
+    batch.forEach(([ino, d], i) => {
+      // Like upstream, "space missing" means the stat is unknown: recompute it from a listing.
+      if (space[i] === null) {
+        missing.push(ino);
+        return;
+      }
       if (len[i] !== null && d.length) p.hincrby(k.dirDataLength, fields[i], d.length);
-      if (space[i] !== null && d.space) p.hincrby(k.dirUsedSpace, fields[i], d.space);
+      if (d.space) p.hincrby(k.dirUsedSpace, fields[i], d.space);
       if (inodes[i] !== null && d.inodes) p.hincrby(k.dirUsedInodes, fields[i], d.inodes);
     });
     if (p.length) await p.exec();
+    for (const ino of missing) await this.syncDirStat(ino).catch(() => undefined);
+  }
+
+  /** Recompute a directory's stats from its entries and store all three fields (doSyncDirStat). */
+  async syncDirStat(ino: Ino): Promise<void> {
+    const entries = await this.readdir({ uid: 0, gid: 0, gids: [0], pid: 0, checkPermission: false }, ino, true);
+    let length = 0;
+    let space = 0;
+    for (const e of entries) {
+      if (e.type === FileType.File) {
+        const l = e.attr?.length ?? 0;
+        length += l;
+        space += align4K(l);
+      } else space += 4096;
+    }
+    const f = String(ino);
+    const k = this.keys;
+    await this.redis.multi().hset(k.dirDataLength, f, String(length)).hset(k.dirUsedSpace, f, String(space)).hset(k.dirUsedInodes, f, String(entries.length)).exec();
   }
 
   /** Parents of an inode for dir-stat deltas: attr.parent, or every p{ino} entry with a positive count. */

@@ -361,3 +361,21 @@ describe('background jobs', () => {
     expect(Number(await admin.get('usedSpace'))).toBe(0);
   });
 });
+
+describe('dir stats', () => {
+  let m: RedisMeta;
+  beforeAll(async () => (m = await volume(8)));
+  afterAll(async () => m.shutdown());
+
+  it('a directory without stat fields (the root after format) gets them recomputed on first change', async () => {
+    await admin.select(8);
+    expect(await admin.hexists('dirUsedSpace', '1')).toBe(0);
+    await m.create(ROOT_CTX, ROOT_INODE, 'a', 0o644, true);
+    await m.mkdir(ROOT_CTX, ROOT_INODE, 'b', 0o755);
+    await m.drain();
+    expect([await admin.hget('dirUsedInodes', '1'), await admin.hget('dirUsedSpace', '1'), await admin.hget('dirDataLength', '1')]).toEqual(['2', '8192', '0']);
+    await m.unlink(ROOT_CTX, ROOT_INODE, 'a');
+    await m.drain();
+    expect(await admin.hget('dirUsedInodes', '1')).toBe('1');
+  });
+});
