@@ -24,7 +24,7 @@ import { juicefsMdtest, mdtest } from './mdtest.js';
 import { load1, run, uptimeLine } from './proc.js';
 import { jsonRows, median, tableLines, toRows, type Row, type TaggedSample } from './results.js';
 import { artifactsTarget, cliMain, juicefsTarget, PROFILES, type ProfileName, type RemountTimes, type SystemName, type Target } from './systems.js';
-import { FULL, QUICK, runSuite, type AgentTree, type Sizes } from './workloads.js';
+import { FULL, QUICK, runSuite, type AgentTree, type Sizes, type StepStats } from './workloads.js';
 
 export interface BenchOptions {
   quick?: boolean;
@@ -45,7 +45,9 @@ export interface BenchOptions {
   tree?: string[];
   /** Keep the daemon logs here (default: the scratch dir, removed at exit). */
   logDir?: string;
-  /** Log remount timings too. */
+  /** Diff each mount's `.stats` around every step; write the differences (JSON) here. */
+  stats?: string;
+  /** Log remount timings (and `.stats` differences) too. */
   verbose?: boolean;
   log?: (msg: string) => void;
 }
@@ -203,6 +205,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
 
     const samples: TaggedSample[] = [];
     const remounts: Record<string, RemountTimes[]> = {};
+    const stepStats: StepStats[] = [];
     if (suiteWanted && targets.length) {
       for (let round = 0; round < sizes.rounds; round++) {
         const order = round % 2 === 0 ? targets : [...targets].reverse();
@@ -210,7 +213,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
         for (const t of order) {
           try {
             const t0 = Date.now();
-            const got = await runSuite(t, { sizes, tree, log, only, verbose: o.verbose, remounts: (remounts[t.label] ??= []) });
+            const got = await runSuite(t, { sizes, tree, log, only, verbose: o.verbose, remounts: (remounts[t.label] ??= []), stats: o.stats ? stepStats : undefined });
             log(`  ${t.label} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
             samples.push(...got.map((s) => ({ ...s, system: t.system, profile: t.profile })));
           } catch (e) {
@@ -241,6 +244,7 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
     if (o.json) await writeFile(o.json, JSON.stringify(jsonRows(rows), null, 1) + '\n');
     if (o.svg) await writeFile(o.svg, renderChart(rows, subtitle));
     if (o.markdown) await writeFile(o.markdown, markdown);
+    if (o.stats) await writeFile(o.stats, JSON.stringify(stepStats, null, 1) + '\n');
     return { rows, header, table, markdown };
   } finally {
     for (const t of targets) {

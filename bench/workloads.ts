@@ -14,7 +14,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropCaches, load1, run } from './proc.js';
-import type { SmallFilesResult } from './smallfiles.js';
+import { PHASES } from './smallfiles.js';
+import { diffStats, formatDeltas, readStats, type StatDelta } from './stats.js';
 import { remount as remountTarget, type RemountTimes, type Target } from './systems.js';
 
 export interface Sizes {
@@ -76,6 +77,8 @@ export interface SuiteContext {
   only?: RegExp;
   /** Remount timings are collected here (and logged when verbose). */
   remounts?: RemountTimes[];
+  /** When set, `.stats` is diffed around every step and the differences are pushed here. */
+  stats?: StepStats[];
   verbose?: boolean;
 }
 
@@ -117,6 +120,13 @@ async function randRead(file: string, bytes: number, depth: number, seconds: num
   return job.read.iops;
 }
 
+/** `.stats` differences of one timed step (see bench/stats.ts). */
+export interface StepStats {
+  target: string;
+  workload: string;
+  deltas: StatDelta[];
+}
+
 export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> {
   const { sizes, log } = ctx;
   const out: Sample[] = [];
@@ -124,68 +134,86 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
   const warm = t.hasDiskCache;
   const dir = path.join(t.mountpoint, 'bench');
   const file = path.join(dir, 'seq.bin');
-  const remount = async (target: Target, mode: 'cold' | 'warm') => {
-    const r = await remountTarget(target, mode);
+  const remount = async (mode: 'cold' | 'warm') => {
+    const r = await remountTarget(t, mode);
     ctx.remounts?.push(r);
     if (ctx.verbose) log(`  ${t.label.padEnd(22)} remount ${mode}: unmount ${r.unmount.toFixed(1)} s, mount ${r.mount.toFixed(1)} s, drop caches ${r.drop.toFixed(1)} s`);
   };
-  const step = (w: string, s: Sample) => {
+  /** Time one step: `fn` returns the value; `.stats` is read around it when asked for. */
+  const measure = async (w: string, metric: string, unit: string, fn: () => Promise<number>) => {
+    const before = ctx.stats ? await readStats(t.mountpoint) : undefined;
+    const value = await fn();
+    const s = sample(w, metric, unit, value);
     out.push(s);
     log(`  ${t.label.padEnd(22)} ${w.padEnd(22)} ${s.value.toFixed(s.value < 100 ? 1 : 0).padStart(8)} ${s.unit}  (load ${s.load1.toFixed(1)})`);
+    if (ctx.stats && before) {
+      const after = await readStats(t.mountpoint);
+      if (after) {
+        const deltas = diffStats(before, after);
+        ctx.stats.push({ target: t.label, workload: w, deltas });
+        if (ctx.verbose) for (const line of formatDeltas(deltas, 8)) log(`      ${line}`);
+      }
+    }
   };
 
   const seqWanted = ['seq-write', 'seq-read-cold', 'seq-read-warm', 'randread-qd1-cold', 'randread-qd16-cold', 'randread-qd1-warm', 'randread-qd16-warm'].some(want);
   if (seqWanted) {
-    await remount(t, 'cold');
+    await remount('cold');
     await mkdir(dir, { recursive: true });
-    step('seq-write', sample('seq-write', 'throughput', 'MiB/s', await seqWrite(file, sizes.seqBytes)));
+    await measure('seq-write', 'throughput', 'MiB/s', () => seqWrite(file, sizes.seqBytes));
 
     if (want('seq-read-cold')) {
-      await remount(t, 'cold');
-      step('seq-read-cold', sample('seq-read-cold', 'throughput', 'MiB/s', await seqRead(file, sizes.seqBytes)));
+      await remount('cold');
+      await measure('seq-read-cold', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes));
     }
     if (warm && want('seq-read-warm')) {
       // Fill the cache if the cold read did not run, then remount so only our cache counts.
       if (!want('seq-read-cold')) await seqRead(file, sizes.seqBytes);
-      await remount(t, 'warm');
-      step('seq-read-warm', sample('seq-read-warm', 'throughput', 'MiB/s', await seqRead(file, sizes.seqBytes)));
+      await remount('warm');
+      await measure('seq-read-warm', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes));
     }
     for (const depth of [1, 16]) {
       const w = `randread-qd${depth}-cold`;
       if (!want(w)) continue;
-      await remount(t, 'cold');
-      step(w, sample(w, 'iops', 'IOPS', await randRead(file, sizes.seqBytes, depth, sizes.randSeconds)));
+      await remount('cold');
+      await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds));
     }
     if (warm && (want('randread-qd1-warm') || want('randread-qd16-warm'))) {
       await seqRead(file, sizes.seqBytes); // whole file into the disk cache (untimed)
-      await remount(t, 'warm');
+      await remount('warm');
       for (const depth of [1, 16]) {
         const w = `randread-qd${depth}-warm`;
-        if (want(w)) step(w, sample(w, 'iops', 'IOPS', await randRead(file, sizes.seqBytes, depth, sizes.randSeconds)));
+        if (want(w)) await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds));
       }
     }
     await rm(dir, { recursive: true, force: true });
   }
 
-  const smallWanted = ['small-create', 'small-read', 'small-stat', 'small-delete'].some(want);
+  const smallWanted = PHASES.some((p) => want(`small-${p}`));
   const agentWanted = ['agent-unpack', 'agent-grep', 'agent-stat-walk', 'agent-grep2', 'agent-rm'].some(want);
   // Small files and the agent tree run on the mount left by the read workloads (both start by
   // creating their files; kernel caches are dropped before their read phases), or a fresh one.
-  if ((smallWanted || agentWanted) && !t.isMounted()) await remount(t, 'cold');
+  if ((smallWanted || agentWanted) && !t.isMounted()) await remount('cold');
   if (smallWanted) {
-    const r = (await nodeScript('./smallfiles.js', [path.join(t.mountpoint, 'small'), String(sizes.smallFiles), String(sizes.smallDirs), String(sizes.smallFileBytes), '--drop-caches'])) as SmallFilesResult;
-    for (const phase of ['create', 'read', 'stat', 'delete'] as const) step(`small-${phase}`, sample(`small-${phase}`, 'rate', 'files/s', r[phase]));
+    const root = path.join(t.mountpoint, 'small');
+    for (const phase of PHASES) {
+      // As `juicefs bench` does: read and stat must reach the filesystem, not the kernel's caches.
+      if (phase === 'read' || phase === 'stat') await dropCaches();
+      await measure(`small-${phase}`, 'rate', 'files/s', async () => {
+        const r = (await nodeScript('./smallfiles.js', [root, String(sizes.smallFiles), String(sizes.smallDirs), String(sizes.smallFileBytes), phase])) as { perSec: number };
+        return r.perSec;
+      });
+    }
   }
 
   if (agentWanted) {
     const tree = path.join(t.mountpoint, 'agent');
     await mkdir(tree);
     const { files, word } = ctx.tree;
-    const unpack = await run('tar', ['-xf', ctx.tree.tarball, '-C', tree]);
-    step('agent-unpack', sample('agent-unpack', 'rate', 'files/s', files / unpack.seconds));
+    await measure('agent-unpack', 'rate', 'files/s', async () => files / (await run('tar', ['-xf', ctx.tree.tarball, '-C', tree])).seconds);
     // A later step of an agent (or another process) reads the tree: the kernel's copy must not count.
     await dropCaches();
-    const grep = async (w: string) => {
+    const grep = async () => {
       const g = await run('grep', ['-r', '-c', '-F', word, tree], { okCodes: [0, 1] });
       let hits = 0;
       let seen = 0;
@@ -195,16 +223,17 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
         hits += Number(line.slice(line.lastIndexOf(':') + 1));
       }
       if (seen !== files || hits === 0) throw new Error(`grep -r saw ${seen} of ${files} files, ${hits} hits of "${word}"`);
-      step(w, sample(w, 'rate', 'files/s', files / g.seconds));
+      return files / g.seconds;
     };
-    await grep('agent-grep');
-    const walk = await run('find', [tree, '-printf', '%s %T@\n']);
-    const entries = walk.stdout.split('\n').length - 1;
-    if (entries < files) throw new Error(`find saw ${entries} entries, the tree has ${files} files`);
-    step('agent-stat-walk', sample('agent-stat-walk', 'rate', 'files/s', files / walk.seconds));
-    await grep('agent-grep2');
-    const del = await run('rm', ['-rf', tree]);
-    step('agent-rm', sample('agent-rm', 'rate', 'files/s', files / del.seconds));
+    await measure('agent-grep', 'rate', 'files/s', grep);
+    await measure('agent-stat-walk', 'rate', 'files/s', async () => {
+      const walk = await run('find', [tree, '-printf', '%s %T@\n']);
+      const entries = walk.stdout.split('\n').length - 1;
+      if (entries < files) throw new Error(`find saw ${entries} entries, the tree has ${files} files`);
+      return files / walk.seconds;
+    });
+    await measure('agent-grep2', 'rate', 'files/s', grep);
+    await measure('agent-rm', 'rate', 'files/s', async () => files / (await run('rm', ['-rf', tree])).seconds);
   }
   if (t.isMounted()) await t.unmount();
   return out;

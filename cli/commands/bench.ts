@@ -16,6 +16,7 @@ interface BenchFlags {
   cpuProf?: string;
   tree?: string[];
   logDir?: string;
+  stats?: string;
 }
 
 const TARGETS = ['artifacts/interactive', 'juicefs/interactive', 'artifacts/benchmark', 'juicefs/benchmark'];
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .option('--cpu-prof <dir>', 'run the artifacts mount daemons under node --cpu-prof, profiles in <dir>/<target>/')
     .option('--tree <dir...>', 'directories under node_modules (or absolute) to pack as the agent tree')
     .option('--log-dir <dir>', 'keep the mount daemons\' logs here')
+    .option('--stats <file>', 'diff each mount\'s .stats around every step (op latencies, object requests); write them here (JSON); -v also logs them')
     .action(async (flags: BenchFlags, cmd: Command) => {
       const out = outputOf(cmd);
       const rounds = flags.rounds === undefined ? undefined : Number(flags.rounds);
@@ -59,6 +61,7 @@ export function register(program: Command): void {
         cpuProf: flags.cpuProf,
         tree: flags.tree,
         logDir: flags.logDir,
+        stats: flags.stats,
         verbose: out.level === 'verbose' || out.level === 'trace',
         log: (m) => out.info(m),
       });
