@@ -4,7 +4,9 @@ import { isUniqueViolation } from './db.js';
 import { apiError } from './errors.js';
 import { API_KEY_RE, keyHint, newApiKey, newId, sha256Hex } from './secrets.js';
 
-export const HANDLE_RE = /^[a-z][a-z0-9-]{0,38}[a-z0-9]$/;
+import { HANDLE_RE } from './names.js';
+
+export { HANDLE_RE };
 
 export interface User {
   id: number;

@@ -12,9 +12,9 @@ import { newId } from './secrets.js';
 import { activateSession, insertSession, revokeSessions, type CreatedSession } from './sessions.js';
 import { parseAddress, resolveWorkspace, type WorkspaceRow } from './workspaces.js';
 
-export const TENANT_SLUG_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-/** Runtime ids are the platform's own (task ids, VM ids...): printable, no spaces, bounded. */
-export const RUNTIME_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+import { RUNTIME_ID_RE, TENANT_SLUG_RE } from './names.js';
+
+export { RUNTIME_ID_RE, TENANT_SLUG_RE };
 
 export interface TenantView {
   slug: string;

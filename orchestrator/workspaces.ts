@@ -11,7 +11,9 @@ import type { Principal } from './identity.js';
 import { newRedisPassword } from './secrets.js';
 import { revokeSessions } from './sessions.js';
 
-export const WORKSPACE_NAME_RE = /^[a-z][a-z0-9-]{0,38}[a-z0-9]$/;
+import { WORKSPACE_NAME_RE } from './names.js';
+
+export { WORKSPACE_NAME_RE };
 export type WorkspaceStatus = 'pending_format' | 'active' | 'deleting' | 'deleted';
 export type Backend = 'byo' | 'file';
 export const CACHE_PROFILES = ['interactive', 'benchmark', 'custom'] as const;

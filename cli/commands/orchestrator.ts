@@ -5,10 +5,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
-import { openDb, redactUrl } from '../../orchestrator/db.js';
-import { createApiKey, createUser, findUserByHandle, HANDLE_RE } from '../../orchestrator/identity.js';
-import { migrate, schemaVersion } from '../../orchestrator/migrations/index.js';
-import { defaultLogger, startOrchestrator } from '../../orchestrator/serve.js';
+import { HANDLE_RE } from '../../orchestrator/names.js';
 import { outputOf, UsageError } from '../output.js';
 
 export function defaultSigningKeyFile(env: NodeJS.ProcessEnv = process.env): string {
@@ -53,6 +50,8 @@ export function register(program: Command): void {
     .option('--reap-interval <ms>', 'how often expired sessions are reaped', '1000')
     .action(async (flags: ServeFlags, cmd: Command) => {
       const out = outputOf(cmd);
+      // Loaded here, not at startup: fastify and pg cost every other command ~250 ms.
+      const { defaultLogger, startOrchestrator } = await import('../../orchestrator/serve.js');
       const signingKeyFiles = flags.signingKey?.length ? flags.signingKey : [defaultSigningKeyFile()];
       const running = await startOrchestrator({
         listen: flags.listen,
@@ -83,6 +82,8 @@ export function register(program: Command): void {
     .addOption(dbOption())
     .action(async (flags: { databaseUrl: string }, cmd: Command) => {
       const out = outputOf(cmd);
+      const { openDb } = await import('../../orchestrator/db.js');
+      const { migrate, schemaVersion } = await import('../../orchestrator/migrations/index.js');
       const db = await openDb(flags.databaseUrl);
       try {
         const applied = await migrate(db);
@@ -104,6 +105,9 @@ export function register(program: Command): void {
     .action(async (handle: string, flags: { databaseUrl: string; keyName: string }, cmd: Command) => {
       const out = outputOf(cmd);
       if (!HANDLE_RE.test(handle)) throw new UsageError(`handle must match ${HANDLE_RE.source}`);
+      const { openDb, redactUrl } = await import('../../orchestrator/db.js');
+      const { migrate } = await import('../../orchestrator/migrations/index.js');
+      const { createApiKey, createUser, findUserByHandle } = await import('../../orchestrator/identity.js');
       const db = await openDb(flags.databaseUrl);
       try {
         await migrate(db);

@@ -18,12 +18,9 @@ import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { readCredentials, saveCredentials, writePrivateFile } from '../../orchestrator/client-config.js';
-import { openDb, type Db } from '../../orchestrator/db.js';
-import { createApiKey, createUser, findUserByHandle, HANDLE_RE } from '../../orchestrator/identity.js';
-import { migrate } from '../../orchestrator/migrations/index.js';
+import type { Db } from '../../orchestrator/db.js';
+import { HANDLE_RE } from '../../orchestrator/names.js';
 import { randomBase62, sha256Hex } from '../../orchestrator/secrets.js';
 import { type Output, outputOf, UsageError } from '../output.js';
 
@@ -167,6 +164,7 @@ async function startRedis(dir: string, out: Output): Promise<StackState['redis']
   await waitFor(
     'redis-server',
     async () => {
+      const { Redis } = await import('ioredis');
       const r = new Redis({ host: '127.0.0.1', port, username: 'admin', password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       r.on('error', () => undefined);
       try {
@@ -208,6 +206,7 @@ function postgresPlan(base: string): { bin: string; asUser: { uid: number; gid: 
 }
 
 async function pgAnswers(url: string): Promise<boolean> {
+  const { default: pg } = await import('pg');
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
   try {
     await c.connect();
@@ -248,6 +247,8 @@ function localHandle(): string {
 
 /** The local user, and an API key: the saved one if it is still valid, else a new one. */
 async function ensureLocalUser(db: Db, handle: string): Promise<{ key: string | null; minted: boolean }> {
+  const { migrate } = await import('../../orchestrator/migrations/index.js');
+  const { createApiKey, createUser, findUserByHandle } = await import('../../orchestrator/identity.js');
   await migrate(db);
   const user = (await findUserByHandle(db, handle)) ?? (await createUser(db, handle));
   const saved = await readCredentials();
@@ -319,6 +320,7 @@ export async function up(flags: UpFlags, out: Output): Promise<StackState> {
 
     const handle = localHandle();
     // PGlite serves one process: set up the user here, close, then hand it to the server.
+    const { openDb } = await import('../../orchestrator/db.js');
     const db = await openDb(dbUrl);
     let key: string | null;
     try {

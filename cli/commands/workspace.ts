@@ -5,8 +5,6 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
-import { createObjectStore } from '../../chunkstore/object/index.js';
-import { connectMeta } from '../../metadata/redis/connect.js';
 import type { ArtifactsClient, CreateWorkspaceInput, FormatCredentials, WorkspaceView } from '../../orchestrator/client.js';
 import { OrchestratorError } from '../../orchestrator/client.js';
 import {
@@ -20,7 +18,6 @@ import {
 } from '../../orchestrator/client-config.js';
 import { redisUrlWithCredentials } from '../../orchestrator/redis-url.js';
 import { type Output, outputOf, UsageError } from '../output.js';
-import { formatVolume } from '../volume.js';
 
 export interface FormatPhaseInput {
   workspace: WorkspaceView;
@@ -57,6 +54,10 @@ export function bucketUrl(w: WorkspaceView): { storage: string; bucket: string }
  * no storage secret (the metadata operator must never hold them).
  */
 export const realFormatPhase: FormatPhase = async ({ workspace: w, format, s3, resuming, out }) => {
+  // The engine and the S3 SDK load only when a create actually formats.
+  const { createObjectStore } = await import('../../chunkstore/object/index.js');
+  const { connectMeta } = await import('../../metadata/redis/connect.js');
+  const { formatVolume } = await import('../volume.js');
   const { storage, bucket } = bucketUrl(w);
   const url = redisUrlWithCredentials(format.redis.url, format.redis.username, format.redis.password);
   // No ACCESS_KEY/SECRET_KEY in the env we hand over: upstream format would copy them into `setting`.
