@@ -18,6 +18,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fsck } from '../helpers/juicefs.js';
 import { type RedisHandle, startRedis, tmpDir } from '../helpers/servers.js';
+import { isMountPoint } from '../../fs/fuse/mount.js';
 import { PYTHON } from './lib/posix.js';
 import { type ArtifactsMount, isStale, mountArtifacts, runCli } from './lib/stack.js';
 
@@ -69,7 +70,7 @@ describe('kill -9 of the mount daemon during writes', { timeout: 240_000 }, () =
     dir = await tmpDir('posix-crash');
     await fs.chmod(dir, 0o755);
     metaUrl = `${redis.url}/2`;
-    const f = runCli(['format', metaUrl, 'crashvol', '--storage', 'file', '--bucket', path.join(dir, 'objects'), '--trash-days', '0']);
+    const f = await runCli(['format', metaUrl, 'crashvol', '--storage', 'file', '--bucket', path.join(dir, 'objects'), '--trash-days', '0']);
     expect(f.code, f.out).toBe(0);
     mp = path.join(dir, 'mnt');
   }, 180_000);
@@ -137,8 +138,13 @@ describe('kill -9 of the mount daemon during writes', { timeout: 240_000 }, () =
     // the new mount works for writes, and after a clean unmount fsck is still clean
     await fs.writeFile(path.join(mp, 'after-crash'), 'alive');
     expect(await fs.readFile(path.join(mp, 'after-crash'), 'utf8')).toBe('alive');
-    await m.unmount();
+    // `artifacts unmount` (the CLI: SIGTERM to the daemon found through its state file)
+    const u = await runCli(['unmount', mp], { XDG_STATE_HOME: path.join(dir, 'state') });
+    expect(u.code, u.out).toBe(0);
+    expect(await m.exited).toMatchObject({ code: 0 });
+    await m.unmount(); // nothing left to do; releases the test's cleanup hooks
     m = undefined;
+    expect(await isMountPoint(mp)).toBe(false);
     const f2 = await fsck(metaUrl);
     expect(f2.ok, f2.output).toBe(true);
   });

@@ -10,8 +10,9 @@
  * part of the comparison. Paths come from a small pool so sequences collide on names (ENOENT,
  * EEXIST, ENOTDIR, ENOTEMPTY, EISDIR...).
  *
- * A failure prints the shrunk op sequence and fast-check's seed; rerun one with
- * POSIX_DIFF_SEED=<seed> (and POSIX_DIFF_RUNS=<n> for more sequences).
+ * A few hand-picked sequences run as tests of their own, then fast-check's random ones. A failure
+ * prints the shrunk op sequence and fast-check's seed; rerun one with POSIX_DIFF_SEED=<seed> (and
+ * POSIX_DIFF_RUNS=<n> for more or fewer sequences, default 300).
  */
 import fc from 'fast-check';
 import fs from 'node:fs/promises';
@@ -80,17 +81,15 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('punch' as const), p: pathArb, off: fc.integer({ min: 0, max: 50_000 }), len: fc.integer({ min: 1, max: 50_000 }) }) },
 );
 
-/** Hand-picked sequences that always run first (cases random sequences reach only rarely). */
-const EXAMPLES: [boolean, Op[]][] = [
-  // search permission on a directory whose child the kernel has just cached
+/** Hand-picked sequences, each its own test (cases random sequences reach only rarely). */
+const EXAMPLES: [boolean, Op[], string][] = [
   [true, [
     { op: 'mkdir', p: 'a', mode: 0o755 },
     { op: 'write', p: 'a/b', flags: ['O_CREAT'], off: 0, data: b64('x') },
     { op: 'chmod', p: 'a', mode: 0o600 },
     { op: 'stat', p: 'a/b', l: false },
     { op: 'read', p: 'a/b', off: 0, len: 10 },
-  ]],
-  // hard links, rename over a link, nlink of both names, write through one name
+  ], 'search permission of a directory whose child the kernel has cached'],
   [false, [
     { op: 'write', p: 'a', flags: ['O_CREAT'], off: 0, data: b64('first') },
     { op: 'link', p: 'a', to: 'b' },
@@ -101,8 +100,7 @@ const EXAMPLES: [boolean, Op[]][] = [
     { op: 'write', p: 'c', flags: ['O_APPEND'], off: 0, data: b64('+') },
     { op: 'read', p: 'a', off: 0, len: 100 },
     { op: 'stat', p: 'c', l: true },
-  ]],
-  // sparse writes, truncate down and up, punch, fallocate beyond EOF
+  ], 'hard links, rename over a link, writes through another name'],
   [false, [
     { op: 'write', p: 'a', flags: ['O_CREAT'], off: 20_000, data: Buffer.alloc(70_000, 7).toString('base64') },
     { op: 'truncate', p: 'a', size: 30_001 },
@@ -110,7 +108,7 @@ const EXAMPLES: [boolean, Op[]][] = [
     { op: 'punch', p: 'a', off: 25_000, len: 1000 },
     { op: 'fallocate', p: 'a', off: 90_000, len: 20_000 },
     { op: 'read', p: 'a', off: 19_990, len: 100_000 },
-  ]],
+  ], 'sparse write, truncate down and up, punch hole, fallocate past EOF'],
 ];
 
 /** What one call gives: 'errno:ENOENT', or a JSON of the value that must match across the two. */
@@ -250,33 +248,43 @@ describe('differential: artifacts mount vs local ext4, random op sequences', { t
     }
   });
 
-  it('every call gives the same errno and value, and the trees end up identical', async () => {
-    let run = 0;
+  let run = 0;
+  /** Apply `ops` on both sides in fresh directories; throw at the first difference. */
+  const compare = async (asUser: boolean, ops: Op[]): Promise<void> => {
+    run++;
+    const proc = asUser ? user : root;
+    const dirs = [path.join(localBase, `r${run}`), path.join(m.mountpoint, `r${run}`)];
+    for (const d of dirs) {
+      await root.ok('mkdir', d, 0o755);
+      if (asUser) await root.ok('chown', d, USER.uid, USER.gid);
+    }
+    const log: string[] = [];
+    for (const o of ops) {
+      const [want, got] = [await apply(proc, dirs[0]!, o), await apply(proc, dirs[1]!, o)];
+      log.push(`${JSON.stringify(o).slice(0, 160)} -> ${want.slice(0, 80)}`);
+      if (want !== got) {
+        throw new Error(
+          `${asUser ? 'uid 1001' : 'root'}: after\n  ${log.slice(0, -1).join('\n  ')}\n${JSON.stringify(o).slice(0, 200)}\n  ext4:      ${want.slice(0, 300)}\n  artifacts: ${got.slice(0, 300)}`,
+        );
+      }
+    }
+    const [a, b] = [await snapshot(root, dirs[0]!), await snapshot(root, dirs[1]!)];
+    expect(b, `trees differ after:\n  ${log.join('\n  ')}`).toEqual(a);
+  };
+
+  for (const [i, [asUser, ops, what]] of EXAMPLES.entries()) {
+    it(`hand-picked sequence ${i + 1} (${asUser ? 'uid 1001' : 'root'}): ${what}`, async () => {
+      await compare(asUser, ops);
+    });
+  }
+
+  it('random sequences: every call gives the same errno and value, and the trees end up identical', async () => {
+    const before = run;
     const seed = process.env.POSIX_DIFF_SEED ? Number(process.env.POSIX_DIFF_SEED) : undefined;
     await fc.assert(
-      fc.asyncProperty(fc.boolean(), fc.array(opArb, { minLength: 1, maxLength: 40 }), async (asUser, ops) => {
-        run++;
-        const proc = asUser ? user : root;
-        const dirs = [path.join(localBase, `r${run}`), path.join(m.mountpoint, `r${run}`)];
-        for (const d of dirs) {
-          await root.ok('mkdir', d, 0o755);
-          if (asUser) await root.ok('chown', d, USER.uid, USER.gid);
-        }
-        const log: string[] = [];
-        for (const o of ops) {
-          const [want, got] = [await apply(proc, dirs[0]!, o), await apply(proc, dirs[1]!, o)];
-          log.push(`${JSON.stringify(o).slice(0, 160)} -> ${want.slice(0, 80)}`);
-          if (want !== got) {
-            throw new Error(
-              `${asUser ? 'uid 1001' : 'root'}: after\n  ${log.slice(0, -1).join('\n  ')}\n${JSON.stringify(o).slice(0, 200)}\n  ext4:      ${want.slice(0, 300)}\n  artifacts: ${got.slice(0, 300)}`,
-            );
-          }
-        }
-        const [a, b] = [await snapshot(root, dirs[0]!), await snapshot(root, dirs[1]!)];
-        expect(b, `trees differ after:\n  ${log.join('\n  ')}`).toEqual(a);
-      }),
-      { numRuns: Number(process.env.POSIX_DIFF_RUNS ?? 60), seed, examples: EXAMPLES, interruptAfterTimeLimit: 200_000 },
+      fc.asyncProperty(fc.boolean(), fc.array(opArb, { minLength: 1, maxLength: 40 }), (asUser, ops) => compare(asUser, ops)),
+      { numRuns: Number(process.env.POSIX_DIFF_RUNS ?? 300), seed, interruptAfterTimeLimit: 150_000 },
     );
-    expect(run).toBeGreaterThanOrEqual(20);
+    expect(run - before).toBeGreaterThanOrEqual(20);
   });
 });

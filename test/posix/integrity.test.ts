@@ -17,8 +17,8 @@ const JOBS: Record<string, string[]> = {
   seq: ['--rw=write', '--bs=1M', '--size=32M'],
   // random offsets, unaligned sizes between 1 KiB and 128 KiB (crosses block boundaries)
   rand: ['--rw=randwrite', '--bsrange=1k-128k', '--bs_unaligned=1', '--size=16M'],
-  // two jobs writing their own files at once, 4 KiB random, with fsync every 64 writes
-  par: ['--rw=randwrite', '--bs=4k', '--size=4M', '--numjobs=2', '--fsync=64'],
+  // two jobs writing their own files at once, 4 KiB random, with fsync every 32 writes
+  par: ['--rw=randwrite', '--bs=4k', '--size=1M', '--numjobs=2', '--fsync=32'],
   // a first pass then an overwrite pass of the same file with another pattern: the later slices win
   over1: ['--rw=write', '--bs=256k', '--size=16M', '--verify_pattern=0x1badcafe'],
   over2: ['--rw=randwrite', '--bs=64k', '--size=16M', '--randseed=77'],
@@ -109,17 +109,21 @@ describe('data integrity on the S3-backed stack', { timeout: 240_000 }, () => {
         '--temp-path', work,
         '--hdd', '2', '--hdd-bytes', '16M', '--hdd-write-size', '64K',
         '--seek', '1', '--seek-size', '8M',
-        '--rename', '1', '--link', '1', '--symlink', '1', '--dir', '1',
+        // (link, symlink, xattr and filename are left out: each of their bogo ops makes thousands
+        // of entries, too slow for CI; test/posix covers those calls itself)
+        '--rename', '1', '--dir', '1',
         '--flock', '2', '--lockf', '2',
         '--fallocate', '1', '--fallocate-bytes', '8M',
-        '--utime', '1', '--chmod', '1', '--xattr', '1', '--filename', '1',
-        '--verify', '--timeout', '15s', '--metrics-brief', '--log-brief',
+        '--utime', '1', '--chmod', '1',
+        '--verify', '--timeout', '10s', '--metrics-brief', '--log-brief',
       ],
       { timeoutMs: 120_000 },
     );
     const out = `${r.stdout}${r.stderr}`;
     expect(r.code, out).toBe(0);
     expect(out).toMatch(/successful run completed/);
+    // each stressor really ran (bogo ops > 0 in --metrics-brief)
+    for (const s of ['hdd', 'seek', 'rename', 'dir', 'flock', 'lockf', 'utime']) expect(out, s).toMatch(new RegExp(`^(stress-ng: info:\\s+\\[\\d+\\]\\s+)?${s}\\s+[1-9]\\d*\\s`, 'm'));
     expect(out).not.toMatch(/fail(ed)?:\s*[1-9]|verif(y|ication) (failed|error)/i);
   });
 });

@@ -94,9 +94,23 @@ export function cliArgs(args: string[]): string[] {
   return ['--import', 'tsx', CLI, ...args];
 }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): { code: number; out: string } {
-  const r = spawnSync(process.execPath, cliArgs(args), { cwd: REPO, env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
-  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+/**
+ * Run the artifacts CLI from source and collect its output. Asynchronous on purpose: a daemon
+ * this process spawned must be reaped while the CLI waits for it to exit (`artifacts unmount`).
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, cliArgs(args), { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code: code ?? -1, out });
+    });
+  });
 }
 
 /**
