@@ -146,7 +146,9 @@ function normalize(raw: Raw, snap: Snapshot): Map<string, string> {
     } else if ((m = /^p(\d+)$/.exec(k))) {
       for (const [parent, v] of h) put(`link-parent ${P(m[1]!)} <- ${P(parent)}`, v.toString());
     } else if (/^dir(UsedInodes|UsedSpace|DataLength)$/.test(k)) {
-      for (const [ino, v] of h) put(`${k} ${P(ino)}`, v.toString());
+      // Which directories carry stat fields must match; the values are checked against the truth
+      // (dirStatProblems), because upstream's own batched values can be off (see there).
+      put(`${k} fields`, [...h.keys()].map((ino) => P(ino)).sort().join(','));
     } else if (k === 'sliceRef') {
       // Entries are client- and layout-specific (slice ids); only their values' shape matters.
       const vals = [...h.values()].map((v) => v.toString());
@@ -170,6 +172,43 @@ function normalize(raw: Raw, snap: Snapshot): Map<string, string> {
   }
   for (const [k, members] of raw.zsets) if (!CLIENT_KEYS.test(k)) put(`zset ${k}`, `${members.length} members`);
   for (const [k, members] of raw.sets) if (!CLIENT_KEYS.test(k)) put(`set ${k}`, members.join(','));
+  return out;
+}
+
+/**
+ * Per-directory stats (1.3.9) against the truth computed from the same keyspace: for directory D,
+ * dirUsedInodes = entries of d{D}, dirDataLength = Σ file lengths, dirUsedSpace = Σ align4K(file
+ * length) or 4096 per non-file. Returns one line per wrong value.
+ */
+function dirStatProblems(raw: Raw, label: string): string[] {
+  const out: string[] = [];
+  const align4K = (n: number) => (n === 0 ? 4096 : Math.ceil(n / 4096) * 4096);
+  const attrOf = (ino: bigint) => {
+    const v = raw.strings.get(`i${ino}`);
+    return v ? decodeAttr(v) : undefined;
+  };
+  const stats = ['dirUsedInodes', 'dirUsedSpace', 'dirDataLength'] as const;
+  const dirs = new Set<string>();
+  for (const k of stats) for (const ino of raw.hashes.get(k)?.keys() ?? []) dirs.add(ino);
+  for (const ino of dirs) {
+    let inodes = 0;
+    let space = 0;
+    let length = 0;
+    for (const v of raw.hashes.get(`d${ino}`)?.values() ?? []) {
+      const d = decodeDentry(v);
+      inodes++;
+      const a = attrOf(d.ino);
+      if (d.type === 1) {
+        length += a?.length ?? 0;
+        space += align4K(a?.length ?? 0);
+      } else space += 4096;
+    }
+    const truth = { dirUsedInodes: inodes, dirUsedSpace: space, dirDataLength: length };
+    for (const k of stats) {
+      const v = raw.hashes.get(k)?.get(ino);
+      if (v !== undefined && Number(v.toString()) !== truth[k]) out.push(`${label}: ${k}[${ino}] = ${v.toString()}, the directory holds ${truth[k]}`);
+    }
+  }
   return out;
 }
 
@@ -210,9 +249,14 @@ describe('the same tree written by juicefs and by us leaves the same keyspace', 
       await ours.close();
     }
     const read = (url: string, db: number) => readAll(url, mode === 'cluster' ? { ports: cluster!.ports, db } : undefined);
-    const a = normalize(await read(jfsUrl, jdb), jfsSnap);
-    const b = normalize(await read(ourUrl, odb), ourSnap);
+    const rawA = await read(jfsUrl, jdb);
+    const rawB = await read(ourUrl, odb);
+    const a = normalize(rawA, jfsSnap);
+    const b = normalize(rawB, ourSnap);
     expect(a.size).toBeGreaterThan(50);
-    expect(diff(a, b)).toEqual([]);
+    // Upstream's batched dir stats are not always exact (reported, not asserted); ours must be.
+    const upstream = dirStatProblems(rawA, 'juicefs');
+    if (upstream.length) console.log(`[keyspace ${mode}] upstream dir-stat deviations:\n${upstream.join('\n')}`);
+    expect([...diff(a, b), ...dirStatProblems(rawB, 'ours')]).toEqual([]);
   }, 180_000);
 });
