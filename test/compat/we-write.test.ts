@@ -51,6 +51,8 @@ async function formatOurs(vol: Volume): Promise<void> {
     secretKey: vol.secretKey,
     compression: vol.cell.compression,
     trashDays: vol.cell.trashDays,
+    blockSizeKiB: vol.cell.blockSizeKiB,
+    hashPrefix: vol.cell.hashPrefix,
   });
 }
 
@@ -108,6 +110,8 @@ cells.forEach((c: Cell, i: number) => {
       const d = await jfsDump(need(vol, 'volume').metaUrl);
       expect(d.Setting.Name).toBe(vol!.name);
       expect(d.Setting.Compression).toBe(c.compression);
+      expect(d.Setting.BlockSize).toBe(c.blockSizeKiB ?? 4096);
+      expect(!!d.Setting.HashPrefix).toBe(!!c.hashPrefix);
       expect(compareDumpToModel(d, need(expected, 'model'))).toEqual([]);
     }, 120_000);
 

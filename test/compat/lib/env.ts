@@ -17,7 +17,7 @@ import {
 } from '../../helpers/servers.js';
 import type { TreeOptions } from './tree.js';
 
-export type Compression = 'none' | 'lz4';
+export type Compression = 'none' | 'lz4' | 'zstd';
 export type StoreKind = 's3' | 'file';
 export type MetaKind = 'standalone' | 'cluster';
 
@@ -32,10 +32,22 @@ export interface Cell {
   big: boolean;
   /** Trash on (deletes are deferred) or off (our deletes must remove objects at once). */
   trashDays: number;
+  /** Non-default block size (KiB) and hash-prefixed object keys. */
+  blockSizeKiB?: number;
+  hashPrefix?: boolean;
 }
 
-function cell(compression: Compression, store: StoreKind, meta: MetaKind, tree: 'full' | 'light', big: boolean, trashDays: number): Cell {
-  return { id: `${compression}-${store}-${meta === 'standalone' ? 'sa' : 'cl'}`, compression, store, meta, tree, big, trashDays };
+function cell(
+  compression: Compression,
+  store: StoreKind,
+  meta: MetaKind,
+  tree: 'full' | 'light',
+  big: boolean,
+  trashDays: number,
+  layout: { blockSizeKiB?: number; hashPrefix?: boolean } = {},
+): Cell {
+  const suffix = (layout.blockSizeKiB ? `-bs${layout.blockSizeKiB}k` : '') + (layout.hashPrefix ? '-hp' : '');
+  return { id: `${compression}-${store}-${meta === 'standalone' ? 'sa' : 'cl'}${suffix}`, compression, store, meta, tree, big, trashDays, ...layout };
 }
 
 /**
@@ -52,6 +64,9 @@ export const MATRIX: Cell[] = [
   cell('lz4', 's3', 'cluster', 'light', false, 1),
   cell('none', 'file', 'cluster', 'light', false, 1),
   cell('lz4', 'file', 'standalone', 'light', false, 0),
+  // Beyond the required matrix: the other codec, a small block size (many blocks per slice, other
+  // bsize suffixes) and hash-prefixed keys (chunks/{id%256 hex}/...), in one light cell.
+  cell('zstd', 'file', 'standalone', 'light', false, 0, { blockSizeKiB: 256, hashPrefix: true }),
 ];
 
 /** Cells selected by COMPAT_CELLS (comma-separated ids), default all. */
@@ -145,5 +160,7 @@ export function juicefsFormatOptions(v: Volume): FormatOptions {
     secretKey: v.secretKey,
     compress: v.cell.compression,
     trashDays: v.cell.trashDays,
+    blockSizeKiB: v.cell.blockSizeKiB,
+    extraArgs: v.cell.hashPrefix ? ['--hash-prefix'] : [],
   };
 }

@@ -91,6 +91,7 @@ export interface OurFormatParams {
   compression: 'none' | 'lz4' | 'zstd';
   trashDays: number;
   blockSizeKiB?: number;
+  hashPrefix?: boolean;
 }
 
 /** `artifacts format` (cli/volume.ts formatVolume: storage test, juicefs_uuid, then the Redis part). */
@@ -104,6 +105,7 @@ export async function ourFormat(p: OurFormatParams): Promise<Format> {
     compression: p.compression,
     trashDays: p.trashDays,
     blockSizeKiB: p.blockSizeKiB,
+    hashPrefix: p.hashPrefix,
   });
   if (!r.created) throw new Error(`volume at ${p.metaUrl} already existed`);
   return r.format;
