@@ -66,7 +66,7 @@ import {
   XATTR_REPLACE,
 } from '../types.js';
 import { checkFormat, CLIENT_VERSION } from '../version.js';
-import { type Conn, ConnPool, mapRedisError, runTxn, type TxnStep } from './txn.js';
+import { closeConn, type Conn, ConnPool, mapRedisError, runTxn, type TxnStep } from './txn.js';
 
 const INODE_BATCH = 1024;
 const SLICE_BATCH = 4096;
@@ -268,12 +268,28 @@ export class RedisMeta implements Meta {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.dirStatTimer) clearInterval(this.dirStatTimer);
     this.heartbeatTimer = this.dirStatTimer = undefined;
+    if (this.redis.status !== 'ready') {
+      // Redis is down: nothing can be recorded now. Another client's stale-session cleaner
+      // releases our locks and sustained inodes once our session expires.
+      this.sessionId = 0;
+      throw metaErr('EIO', 'metadata server unavailable: session left for the stale-session cleaner');
+    }
     await this.flushDirStats();
-    while (this.background.size) await Promise.all([...this.background]);
+    await this.settleBackground(10_000);
     if (this.sessionId) {
       // Our own open files are closed now: their sustained inodes go away with the session.
       await this.cleanSession(this.sessionId);
       this.sessionId = 0;
+    }
+  }
+
+  /** Wait (bounded) for background jobs to finish. */
+  private async settleBackground(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.background.size && Date.now() < deadline) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...this.background]), new Promise((r) => (t = setTimeout(r, Math.max(1, deadline - Date.now()))))]);
+      clearTimeout(t);
     }
   }
 
@@ -287,7 +303,7 @@ export class RedisMeta implements Meta {
     this.closed = true;
     if (this.sessionId) await this.closeSession().catch(() => undefined);
     await this.pool.close();
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeConn(this.redis);
   }
 
   // ---------------------------------------------------------------- id allocation

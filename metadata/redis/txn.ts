@@ -32,14 +32,25 @@ export class ConnPool {
   ) {}
 
   async acquire(): Promise<Conn> {
-    const c = this.idle.pop();
-    if (c) return c;
-    if (this.all.length < this.max) {
-      const n = this.make();
-      this.all.push(n);
-      return n;
+    let c = this.idle.pop();
+    if (!c && this.all.length < this.max) {
+      c = this.make();
+      // Errors surface on the commands; without a listener ioredis prints every reconnect failure.
+      c.on('error', () => undefined);
+      this.all.push(c);
     }
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (!c) c = await new Promise<Conn>((resolve) => this.waiters.push(resolve));
+    if (c.status !== 'ready') {
+      // A transaction on a connection that is down would queue until the command timeout (30 s):
+      // wait a bounded time for it to (re)connect, else fail now with EIO.
+      try {
+        await waitReady(c, READY_WAIT_MS);
+      } catch (e) {
+        this.release(c);
+        throw metaErr('EIO', `metadata server unavailable: ${(e as Error).message}`);
+      }
+    }
+    return c;
   }
 
   release(c: Conn): void {
@@ -49,10 +60,44 @@ export class ConnPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all.map((c) => c.quit().catch(() => c.disconnect())));
+    await Promise.all(this.all.map((c) => closeConn(c)));
     this.all = [];
     this.idle = [];
   }
+}
+
+const READY_WAIT_MS = 3000;
+
+/** Resolves when `c` is ready; rejects after `ms` or when it gives up reconnecting. */
+export function waitReady(c: Conn, ms: number): Promise<void> {
+  if (c.status === 'ready') return Promise.resolve();
+  if (c.status === 'end') return Promise.reject(new Error('connection closed'));
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      clearTimeout(t);
+      c.off('ready', onReady);
+      c.off('end', onEnd);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = () => done();
+    const onEnd = () => done(new Error('connection closed'));
+    const t = setTimeout(() => done(new Error(`not connected after ${ms} ms`)), ms);
+    c.once('ready', onReady);
+    c.once('end', onEnd);
+  });
+}
+
+/** QUIT a healthy connection (bounded), drop a broken one at once. */
+export async function closeConn(c: Conn): Promise<void> {
+  if (c.status !== 'ready') {
+    c.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([c.quit().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 1000)))]);
+  clearTimeout(timer);
+  c.disconnect();
 }
 
 function sleep(ms: number): Promise<void> {
