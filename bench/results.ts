@@ -13,7 +13,11 @@ export interface Row {
   metric: string;
   value: number;
   unit: string;
-  /** value / juicefs's value for the same profile and workload; 1 for juicefs rows; null if juicefs has no such number. */
+  /**
+   * value / juicefs's value for the same profile, workload and metric; 1 for juicefs rows; null
+   * if juicefs has no such number. Above 1 is better for rates (MiB/s, IOPS, files/s, ops/s) and
+   * worse for the `daemon-cpu` metric (CPU per unit of work).
+   */
   ratio_vs_juicefs: number | null;
   /** Every round's value, in run order (the value is their median). */
   samples: number[];
@@ -37,7 +41,7 @@ const order = new Map(WORKLOADS.map(([w], i) => [w, i]));
 export function toRows(samples: TaggedSample[]): Row[] {
   const groups = new Map<string, TaggedSample[]>();
   for (const s of samples) {
-    const k = `${s.system}\0${s.profile}\0${s.workload}`;
+    const k = `${s.system}\0${s.profile}\0${s.workload}\0${s.metric}`;
     let g = groups.get(k);
     if (!g) groups.set(k, (g = []));
     g.push(s);
@@ -62,11 +66,11 @@ export function toRows(samples: TaggedSample[]): Row[] {
       r.ratio_vs_juicefs = 1;
       continue;
     }
-    const j = rows.find((x) => x.system === 'juicefs' && x.profile === r.profile && x.workload === r.workload);
+    const j = rows.find((x) => x.system === 'juicefs' && x.profile === r.profile && x.workload === r.workload && x.metric === r.metric);
     r.ratio_vs_juicefs = j && j.value > 0 ? r.value / j.value : null;
   }
   const profileRank = (p: string) => (p === 'interactive' ? 0 : p === 'benchmark' ? 1 : 2);
-  rows.sort((a, b) => (order.get(a.workload) ?? 99) - (order.get(b.workload) ?? 99) || profileRank(a.profile) - profileRank(b.profile) || a.system.localeCompare(b.system));
+  rows.sort((a, b) => Number(a.metric === 'daemon-cpu') - Number(b.metric === 'daemon-cpu') || (order.get(a.workload) ?? 99) - (order.get(b.workload) ?? 99) || profileRank(a.profile) - profileRank(b.profile) || a.system.localeCompare(b.system));
   return rows;
 }
 

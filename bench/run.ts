@@ -29,6 +29,8 @@ import { FULL, QUICK, runSuite, type AgentTree, type Sizes, type StepStats } fro
 export interface BenchOptions {
   quick?: boolean;
   rounds?: number;
+  /** Override individual sizes of the quick or full set. */
+  sizes?: Partial<Sizes>;
   /** Write the JSON rows here. */
   json?: string;
   /** Write the SVG chart here. */
@@ -158,7 +160,7 @@ async function runMdtest(redis: RedisHandle, db: number, sizes: Sizes, rounds: n
 export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   preflight();
-  const sizes: Sizes = { ...(o.quick ? QUICK : FULL) };
+  const sizes: Sizes = { ...(o.quick ? QUICK : FULL), ...o.sizes };
   if (o.rounds) sizes.rounds = o.rounds;
   const only = o.only ? new RegExp(o.only) : undefined;
   const started = new Date();
@@ -236,13 +238,23 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
       `mount until it answers (median over ${Object.values(remounts)[0]?.length ?? 0} remounts per target): ${Object.entries(remounts).map(([l, r]) => `${l} ${median(r.map((x) => x.mount)).toFixed(1)} s`).join(', ')}; unmount: ${Object.entries(remounts).map(([l, r]) => `${l} ${median(r.map((x) => x.unmount)).toFixed(1)} s`).join(', ')}`,
       `load at start: ${uptimeStart.replace(/^.*load average: /, '')}; at end: ${uptimeEnd.replace(/^.*load average: /, '')} (shared machine; per-row load in --json)`,
     ];
-    const fuseRows = rows.filter((r) => r.profile !== 'engine');
-    const engineRows = rows.filter((r) => r.profile === 'engine');
-    const table = [...tableLines(fuseRows, false), ...(engineRows.length ? ['', ...tableLines(engineRows, false)] : [])];
-    const markdown = [...header.map((h) => `- ${h}`), '', ...tableLines(fuseRows, true), '', ...(engineRows.length ? [...tableLines(engineRows, true), ''] : [])].join('\n');
+    // Three tables: rates through FUSE, the mount daemon's CPU per unit of work, the engine (mdtest).
+    const groups: [string, Row[]][] = [
+      ['Throughput through the mount (higher is better; ratio = artifacts ÷ juicefs, same profile)', rows.filter((r) => r.profile !== 'engine' && r.metric !== 'daemon-cpu')],
+      ['Mount daemon CPU per unit of work (lower is better; ratio = artifacts ÷ juicefs)', rows.filter((r) => r.metric === 'daemon-cpu')],
+      ['Metadata engine, no FUSE: bench/mdtest.ts vs `juicefs mdtest` (higher is better)', rows.filter((r) => r.profile === 'engine')],
+    ];
+    const table: string[] = [];
+    const md: string[] = [...header.map((h) => `- ${h}`)];
+    for (const [title, g] of groups) {
+      if (!g.length) continue;
+      table.push('', title, ...tableLines(g, false));
+      md.push('', `**${title}**`, '', ...tableLines(g, true));
+    }
+    const markdown = md.join('\n') + '\n';
     const subtitle = `${o.quick ? 'quick' : 'full'} run ${started.toISOString().slice(0, 16).replace('T', ' ')}, commit ${gitCommit()}, ${sizes.rounds} round(s); loopback Redis + SeaweedFS S3; load ${uptimeStart.replace(/^.*load average: /, '')} (2-core shared box)`;
     if (o.json) await writeFile(o.json, JSON.stringify(jsonRows(rows), null, 1) + '\n');
-    if (o.svg) await writeFile(o.svg, renderChart(rows, subtitle));
+    if (o.svg) await writeFile(o.svg, renderChart(rows.filter((r) => r.metric !== 'daemon-cpu'), subtitle));
     if (o.markdown) await writeFile(o.markdown, markdown);
     if (o.stats) await writeFile(o.stats, JSON.stringify(stepStats, null, 1) + '\n');
     return { rows, header, table, markdown };

@@ -54,20 +54,29 @@ export interface StatDelta {
   seconds: number;
 }
 
-const INTERESTING = /^juicefs_(fuse_ops_durations|meta_ops_durations|transaction_durations|object_request_durations|blockcache_(read|write)_hist)|^juicefs_(blockcache_(hits|miss)|object_request_data_bytes|cpu_usage)/;
+/** Gauges and build info: their difference explains nothing. */
+const BORING = /^juicefs_(uptime|memory|used_|go_|process_|build|heap)|^(go|process)_/;
 
-/** after − before for the metrics that explain time: op latencies, object requests, cache, CPU. */
+/** after − before of every metric that moved: op latencies, object requests, cache, CPU... */
 export function diffStats(before: StatsSnapshot, after: StatsSnapshot): StatDelta[] {
   const out: StatDelta[] = [];
   for (const [key, a] of after) {
-    if (!INTERESTING.test(key)) continue;
+    if (BORING.test(key)) continue;
     const b = before.get(key) ?? { count: 0, sum: 0 };
     const count = a.count - b.count;
     const seconds = a.sum - b.sum;
     if (count === 0 && Math.abs(seconds) < 1e-9) continue;
     out.push({ key: key.replace(/^juicefs_/, '').replace(/_durations_histogram_seconds|_hist_seconds/, ''), count, seconds });
   }
-  return out.sort((x, y) => y.seconds - x.seconds);
+  // Latency histograms (count > 0) first, by time spent; then the counters.
+  return out.sort((x, y) => Number(y.count > 0) - Number(x.count > 0) || y.seconds - x.seconds);
+}
+
+/** Seconds of CPU the mount process used between two snapshots (both systems export it). */
+export function cpuSeconds(before: StatsSnapshot, after: StatsSnapshot): number | undefined {
+  const a = after.get('juicefs_cpu_usage');
+  const b = before.get('juicefs_cpu_usage');
+  return a && b ? a.sum - b.sum : undefined;
 }
 
 /** One compact line per delta: `fuse_ops{method="create"} 300 × 12.3 ms = 3.7 s`. */

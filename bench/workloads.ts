@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropCaches, load1, run } from './proc.js';
 import { PHASES } from './smallfiles.js';
-import { diffStats, formatDeltas, readStats, type StatDelta } from './stats.js';
+import { cpuSeconds, diffStats, formatDeltas, readStats, type StatDelta } from './stats.js';
 import { remount as remountTarget, type RemountTimes, type Target } from './systems.js';
 
 export interface Sizes {
@@ -139,51 +139,68 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
     ctx.remounts?.push(r);
     if (ctx.verbose) log(`  ${t.label.padEnd(22)} remount ${mode}: unmount ${r.unmount.toFixed(1)} s, mount ${r.mount.toFixed(1)} s, drop caches ${r.drop.toFixed(1)} s`);
   };
-  /** Time one step: `fn` returns the value; `.stats` is read around it when asked for. */
-  const measure = async (w: string, metric: string, unit: string, fn: () => Promise<number>) => {
-    const before = ctx.stats ? await readStats(t.mountpoint) : undefined;
+  /**
+   * Time one step: `fn` returns the value. The mount's `.stats` is read around it (outside the
+   * timed part) for the daemon's CPU seconds, which become a second sample: CPU per unit of work
+   * (`cpu.unit`, from `cpu.work(value)` units), steadier than wall time on a loaded machine.
+   */
+  const measure = async (w: string, metric: string, unit: string, fn: () => Promise<number>, cpu: { unit: string; scale: number; work: (v: number) => number }) => {
+    const before = await readStats(t.mountpoint);
     const value = await fn();
     const s = sample(w, metric, unit, value);
     out.push(s);
-    log(`  ${t.label.padEnd(22)} ${w.padEnd(22)} ${s.value.toFixed(s.value < 100 ? 1 : 0).padStart(8)} ${s.unit}  (load ${s.load1.toFixed(1)})`);
-    if (ctx.stats && before) {
-      const after = await readStats(t.mountpoint);
-      if (after) {
+    let cpuText = '';
+    const after = before && (await readStats(t.mountpoint));
+    if (before && after) {
+      const used = cpuSeconds(before, after);
+      const work = cpu.work(value);
+      if (used !== undefined && work > 0) {
+        const c = sample(w, 'daemon-cpu', cpu.unit, (used * cpu.scale) / work);
+        out.push(c);
+        cpuText = `, daemon CPU ${c.value.toFixed(c.value < 100 ? 2 : 0)} ${cpu.unit}`;
+      }
+      if (ctx.stats) {
         const deltas = diffStats(before, after);
         ctx.stats.push({ target: t.label, workload: w, deltas });
         if (ctx.verbose) for (const line of formatDeltas(deltas, 8)) log(`      ${line}`);
       }
     }
+    log(`  ${t.label.padEnd(22)} ${w.padEnd(22)} ${s.value.toFixed(s.value < 100 ? 1 : 0).padStart(8)} ${s.unit}  (load ${s.load1.toFixed(1)}${cpuText})`);
   };
+  const GiB = 2 ** 30;
+  const perGiB = { unit: 'CPU s/GiB', scale: 1, work: () => sizes.seqBytes / GiB };
+  const perIo = { unit: 'CPU µs/IO', scale: 1e6, work: (iops: number) => iops * sizes.randSeconds };
+  const perSmallFile = { unit: 'CPU ms/file', scale: 1e3, work: () => sizes.smallFiles };
+  const perTreeFile = { unit: 'CPU ms/file', scale: 1e3, work: () => ctx.tree.files };
 
   const seqWanted = ['seq-write', 'seq-read-cold', 'seq-read-warm', 'randread-qd1-cold', 'randread-qd16-cold', 'randread-qd1-warm', 'randread-qd16-warm'].some(want);
   if (seqWanted) {
     await remount('cold');
     await mkdir(dir, { recursive: true });
-    await measure('seq-write', 'throughput', 'MiB/s', () => seqWrite(file, sizes.seqBytes));
+    await measure('seq-write', 'throughput', 'MiB/s', () => seqWrite(file, sizes.seqBytes), perGiB);
 
     if (want('seq-read-cold')) {
       await remount('cold');
-      await measure('seq-read-cold', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes));
+      await measure('seq-read-cold', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes), perGiB);
     }
     if (warm && want('seq-read-warm')) {
       // Fill the cache if the cold read did not run, then remount so only our cache counts.
       if (!want('seq-read-cold')) await seqRead(file, sizes.seqBytes);
       await remount('warm');
-      await measure('seq-read-warm', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes));
+      await measure('seq-read-warm', 'throughput', 'MiB/s', () => seqRead(file, sizes.seqBytes), perGiB);
     }
     for (const depth of [1, 16]) {
       const w = `randread-qd${depth}-cold`;
       if (!want(w)) continue;
       await remount('cold');
-      await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds));
+      await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds), perIo);
     }
     if (warm && (want('randread-qd1-warm') || want('randread-qd16-warm'))) {
       await seqRead(file, sizes.seqBytes); // whole file into the disk cache (untimed)
       await remount('warm');
       for (const depth of [1, 16]) {
         const w = `randread-qd${depth}-warm`;
-        if (want(w)) await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds));
+        if (want(w)) await measure(w, 'iops', 'IOPS', () => randRead(file, sizes.seqBytes, depth, sizes.randSeconds), perIo);
       }
     }
     await rm(dir, { recursive: true, force: true });
@@ -202,7 +219,7 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
       await measure(`small-${phase}`, 'rate', 'files/s', async () => {
         const r = (await nodeScript('./smallfiles.js', [root, String(sizes.smallFiles), String(sizes.smallDirs), String(sizes.smallFileBytes), phase])) as { perSec: number };
         return r.perSec;
-      });
+      }, perSmallFile);
     }
   }
 
@@ -210,7 +227,7 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
     const tree = path.join(t.mountpoint, 'agent');
     await mkdir(tree);
     const { files, word } = ctx.tree;
-    await measure('agent-unpack', 'rate', 'files/s', async () => files / (await run('tar', ['-xf', ctx.tree.tarball, '-C', tree])).seconds);
+    await measure('agent-unpack', 'rate', 'files/s', async () => files / (await run('tar', ['-xf', ctx.tree.tarball, '-C', tree])).seconds, perTreeFile);
     // A later step of an agent (or another process) reads the tree: the kernel's copy must not count.
     await dropCaches();
     const grep = async () => {
@@ -225,15 +242,15 @@ export async function runSuite(t: Target, ctx: SuiteContext): Promise<Sample[]> 
       if (seen !== files || hits === 0) throw new Error(`grep -r saw ${seen} of ${files} files, ${hits} hits of "${word}"`);
       return files / g.seconds;
     };
-    await measure('agent-grep', 'rate', 'files/s', grep);
+    await measure('agent-grep', 'rate', 'files/s', grep, perTreeFile);
     await measure('agent-stat-walk', 'rate', 'files/s', async () => {
       const walk = await run('find', [tree, '-printf', '%s %T@\n']);
       const entries = walk.stdout.split('\n').length - 1;
       if (entries < files) throw new Error(`find saw ${entries} entries, the tree has ${files} files`);
       return files / walk.seconds;
-    });
-    await measure('agent-grep2', 'rate', 'files/s', grep);
-    await measure('agent-rm', 'rate', 'files/s', async () => files / (await run('rm', ['-rf', tree])).seconds);
+    }, perTreeFile);
+    await measure('agent-grep2', 'rate', 'files/s', grep, perTreeFile);
+    await measure('agent-rm', 'rate', 'files/s', async () => files / (await run('rm', ['-rf', tree])).seconds, perTreeFile);
   }
   if (t.isMounted()) await t.unmount();
   return out;

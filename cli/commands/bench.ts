@@ -17,6 +17,9 @@ interface BenchFlags {
   tree?: string[];
   logDir?: string;
   stats?: string;
+  seqSize?: string;
+  smallFiles?: string;
+  randSeconds?: string;
 }
 
 const TARGETS = ['artifacts/interactive', 'juicefs/interactive', 'artifacts/benchmark', 'juicefs/benchmark'];
@@ -33,6 +36,9 @@ export function register(program: Command): void {
     .option('--only <regex>', 'only workloads whose name matches (e.g. "small-|agent-", "mdtest")')
     .option('--target <label...>', `only these targets (${TARGETS.join(', ')})`)
     .option('--cpu-prof <dir>', 'run the artifacts mount daemons under node --cpu-prof, profiles in <dir>/<target>/')
+    .option('--seq-size <MiB>', 'size of the sequential file (default 1024, quick 128)')
+    .option('--rand-seconds <s>', 'runtime of each random-read job (default 15, quick 2)')
+    .option('--small-files <n>', 'number of small files (default 10000, quick 300)')
     .option('--tree <dir...>', 'directories under node_modules (or absolute) to pack as the agent tree')
     .option('--log-dir <dir>', 'keep the mount daemons\' logs here')
     .option('--stats <file>', 'diff each mount\'s .stats around every step (op latencies, object requests); write them here (JSON); -v also logs them')
@@ -48,11 +54,25 @@ export function register(program: Command): void {
           throw new UsageError(`--only: ${(e as Error).message}`);
         }
       }
+      const positive = (flag: string, v: string | undefined): number | undefined => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!(Number.isInteger(n) && n > 0)) throw new UsageError(`--${flag} must be a positive integer`);
+        return n;
+      };
+      const sizes: Record<string, number> = {};
+      const seq = positive('seq-size', flags.seqSize);
+      if (seq) sizes.seqBytes = seq * 2 ** 20;
+      const rs = positive('rand-seconds', flags.randSeconds);
+      if (rs) sizes.randSeconds = rs;
+      const sf = positive('small-files', flags.smallFiles);
+      if (sf) sizes.smallFiles = sf;
       // Loaded on use: the harness pulls in the test helpers and the metadata engine.
       const { runBench } = await import('../../bench/run.js');
       const report = await runBench({
         quick: flags.quick,
         rounds,
+        sizes,
         json: flags.json,
         svg: flags.svg,
         markdown: flags.markdown,
@@ -66,6 +86,6 @@ export function register(program: Command): void {
         log: (m) => out.info(m),
       });
       if (out.json) out.result(report.rows);
-      else out.print([...report.header, '', ...report.table].join('\n'));
+      else out.print([...report.header, ...report.table].join('\n'));
     });
 }
