@@ -63,7 +63,7 @@ describe('data integrity on the S3-backed stack', { timeout: 240_000 }, () => {
   it('fio: sequential, random unaligned, parallel and overwrite jobs verify (crc32c) while written', async () => {
     for (const job of ['seq', 'rand', 'par', 'over1', 'over2']) {
       // do_verify: read back and check every block right after the job's writes
-      const r = await sh('fio', fioArgs(dir, job, ['--do_verify=1']), { timeoutMs: 180_000 });
+      const r = await sh('fio', fioArgs(dir, job, ['--do_verify=1']), { timeoutMs: 180_000, cwd: stack.dir });
       expect(r.code, `fio ${job}:\n${r.stdout}\n${r.stderr}`).toBe(0);
       expect(r.stdout).toMatch(/err= 0/);
       expect(r.stderr).not.toMatch(/verify failed|bad magic|crc32c: verify/i);
@@ -80,7 +80,7 @@ describe('data integrity on the S3-backed stack', { timeout: 240_000 }, () => {
     expect(f.ok, f.output).toBe(true);
     m = await mountArtifacts(stack.metaUrl, path.join(stack.dir, 'mnt'), { cacheDir: path.join(stack.dir, 'cache2') });
     for (const job of ['seq', 'rand', 'par', 'over2']) {
-      const r = await sh('fio', fioArgs(dir, job, ['--verify_only']), { timeoutMs: 180_000 });
+      const r = await sh('fio', fioArgs(dir, job, ['--verify_only']), { timeoutMs: 180_000, cwd: stack.dir });
       expect(r.code, `fio --verify_only ${job}:\n${r.stdout}\n${r.stderr}`).toBe(0);
       expect(r.stderr).not.toMatch(/verify failed|bad magic/i);
     }
@@ -95,7 +95,7 @@ describe('data integrity on the S3-backed stack', { timeout: 240_000 }, () => {
     } finally {
       await fh.close();
     }
-    const r = await sh('fio', fioArgs(dir, 'seq', ['--verify_only']), { timeoutMs: 120_000 });
+    const r = await sh('fio', fioArgs(dir, 'seq', ['--verify_only']), { timeoutMs: 120_000, cwd: stack.dir });
     expect(r.code).not.toBe(0);
     expect(`${r.stdout}${r.stderr}`).toMatch(/verify failed|bad magic header/);
   });
@@ -117,7 +117,7 @@ describe('data integrity on the S3-backed stack', { timeout: 240_000 }, () => {
         '--utime', '1', '--chmod', '1',
         '--verify', '--timeout', '10s', '--metrics-brief', '--log-brief',
       ],
-      { timeoutMs: 120_000 },
+      { timeoutMs: 120_000, cwd: stack.dir },
     );
     const out = `${r.stdout}${r.stderr}`;
     expect(r.code, out).toBe(0);
