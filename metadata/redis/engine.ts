@@ -372,7 +372,8 @@ export class RedisMeta implements Meta {
   }
 
   private updateDirStat(ino: Ino, length: number, space: number, inodes: number): void {
-    if (!this.fmt?.DirStats) return;
+    // `.trash` itself carries no stat fields upstream (its hourly sub-directories do).
+    if (!this.fmt?.DirStats || ino === TRASH_INODE) return;
     if (length === 0 && space === 0 && inodes === 0) return;
     const d = this.dirStats.get(ino);
     if (d) {
@@ -410,7 +411,11 @@ export class RedisMeta implements Meta {
       if (inodes[i] !== null && d.inodes) p.hincrby(k.dirUsedInodes, fields[i], d.inodes);
     });
     if (p.length) await p.exec();
-    for (const ino of missing) await this.syncDirStat(ino).catch(() => undefined);
+    for (const ino of missing) {
+      await this.syncDirStat(ino).catch(() => undefined);
+      // The listing already includes every change made so far: pending deltas would count twice.
+      this.dirStats.delete(ino);
+    }
   }
 
   /** Recompute a directory's stats from its entries and store all three fields (doSyncDirStat). */
@@ -759,7 +764,7 @@ export class RedisMeta implements Meta {
     const trash = useTrash ? await this.trashDir() : 0n;
     const pk = k.inode(parent);
     const dk = k.entry(parent);
-    const res = await this.txn<{ ino: Ino; attr: Attr; deleted: boolean; sustained: boolean }>([pk, dk], async (c) => {
+    const res = await this.txn<{ ino: Ino; attr: Attr; deleted: boolean; sustained: boolean; trashed?: boolean }>([pk, dk], async (c) => {
       const eb = await c.hgetBuffer(dk, name);
       if (!eb) throw metaErr('ENOENT');
       const { type, ino } = decodeDentry(eb);
@@ -800,7 +805,7 @@ export class RedisMeta implements Meta {
         }
       }
       return {
-        result: { ino, attr: a, deleted, sustained },
+        result: { ino, attr: a, deleted, sustained, trashed: toTrash },
         write: (m) => {
           m.hdel(dk, name);
           if (touchParent) m.set(pk, encodeAttr(pa));
@@ -837,8 +842,10 @@ export class RedisMeta implements Meta {
       };
     });
     const a = res.attr;
-    if (a.type === FileType.File) this.updateDirStat(parent, -a.length, -align4K(a.length), -1);
-    else this.updateDirStat(parent, 0, -4096, -1);
+    const len = a.type === FileType.File ? a.length : 0;
+    const space = a.type === FileType.File ? align4K(a.length) : 4096;
+    this.updateDirStat(parent, -len, -space, -1);
+    if (res.trashed) this.updateDirStat(trash, len, space, 1);
     if (res.sustained) this.sustained.add(res.ino);
     if (res.deleted && a.type === FileType.File) this.track(this.deleteFileData(res.ino, a.length));
   }
@@ -856,7 +863,7 @@ export class RedisMeta implements Meta {
     const trash = useTrash ? await this.trashDir() : 0n;
     const pk = k.inode(parent);
     const dk = k.entry(parent);
-    await this.txn<Ino>([pk, dk], async (c) => {
+    const trashed = await this.txn<boolean>([pk, dk], async (c) => {
       const eb = await c.hgetBuffer(dk, name);
       if (!eb) throw metaErr('ENOENT');
       const { type, ino } = decodeDentry(eb);
@@ -887,7 +894,7 @@ export class RedisMeta implements Meta {
       }
       const inoStr = String(ino);
       return {
-        result: ino,
+        result: toTrash,
         write: (m) => {
           m.hdel(dk, name);
           if (touchParent) m.set(pk, encodeAttr(pa));
@@ -913,6 +920,7 @@ export class RedisMeta implements Meta {
       };
     });
     this.updateDirStat(parent, 0, -4096, -1);
+    if (trashed) this.updateDirStat(trash, 0, 4096, 1);
   }
 
   async rename(
@@ -945,7 +953,7 @@ export class RedisMeta implements Meta {
     interface RenameOut {
       ino: Ino;
       attr: Attr;
-      dst?: { ino: Ino; attr: Attr; deleted: boolean; sustained?: boolean };
+      dst?: { ino: Ino; attr: Attr; deleted: boolean; sustained?: boolean; trashed?: boolean };
       noop?: boolean;
     }
     // Trash for a replaced target must exist before the transaction (it may create an inode).
@@ -1126,7 +1134,7 @@ export class RedisMeta implements Meta {
               }
             });
           }
-          out.dst = { ino: dIno, attr: dAttr, deleted, sustained: dSustained };
+          out.dst = { ino: dIno, attr: dAttr, deleted, sustained: dSustained, trashed: toTrash };
         }
         if (!sameParent) {
           if (src.type === FileType.Dir) {
@@ -1171,7 +1179,10 @@ export class RedisMeta implements Meta {
             this.updateDirStat(dstParent, -dl, -ds, -1);
             this.updateDirStat(srcParent, dl, ds, 1);
           }
-        } else this.updateDirStat(dstParent, -dl, -ds, -1);
+        } else {
+          this.updateDirStat(dstParent, -dl, -ds, -1);
+          if (res.dst.trashed) this.updateDirStat(trash, dl, ds, 1);
+        }
         if (res.dst.sustained) this.sustained.add(res.dst.ino);
         if (res.dst.deleted) this.track(this.deleteFileData(res.dst.ino, da.length));
       }
