@@ -27,7 +27,7 @@ export function checkAccess(ctx: Ctx, attr: Attr, mask: number): void {
 /** Sticky directory: only the owner of the entry, of the directory, or root may remove/rename it. */
 export function checkSticky(ctx: Ctx, dir: Attr, entry: Attr): void {
   if (ctx.checkPermission === false || ctx.uid === 0) return;
-  if ((dir.mode & 0o1000) !== 0 && ctx.uid !== dir.uid && ctx.uid !== entry.uid) throw metaErr('EACCES');
+  if ((dir.mode & 0o1000) !== 0 && ctx.uid !== dir.uid && ctx.uid !== entry.uid) throw metaErr('EPERM');
 }
 
 export function toName(name: Buffer | string): Buffer {

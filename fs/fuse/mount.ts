@@ -12,9 +12,9 @@
  * flushes and uploads what is pending, releases locks and ends the session. A server that does not
  * answer is cut off through /sys/fs/fuse/connections/<dev>/abort, then lazily unmounted.
  *
- * Permission checks: we do NOT pass `default_permissions`. The engine checks permissions itself
- * (metadata/access.ts) against the authoritative attributes rather than the kernel's cached copy;
- * the kernel then sends ACCESS for access(2)/chdir and leaves open/create/unlink checks to us.
+ * Permission checks: we pass `default_permissions` (as juicefs does by default), so the kernel
+ * checks too; the engine still checks every operation (metadata/access.ts) against the
+ * authoritative attributes in Redis.
  * Supplementary groups, which the kernel does not send, are read from /proc only when a check
  * needs them (server.ts). Without default_permissions the kernel also needs no fresh attributes to
  * walk a path, which matters with TTL 0 (benchmark profile).
@@ -34,6 +34,8 @@ export interface MountOptions extends FuseServerOptions {
   subtype?: string;
   /** Let users other than the mounting one use the mount (default true). */
   allowOther?: boolean;
+  /** Let the kernel check permissions too (default true, like juicefs). */
+  defaultPermissions?: boolean;
   /** Mount read-only (default: vfs.readOnly). */
   readOnly?: boolean;
   /** Clean a stale mount (dead server) found at the mount point instead of refusing (default true). */
@@ -92,6 +94,11 @@ export async function mountFuse(vfs: Vfs, mountpoint: string, opts: MountOptions
   const gid = process.getgid?.() ?? 0;
   const options = ['fd=3', `rootmode=${(st.mode & 0o170000).toString(8)}`, `user_id=${uid}`, `group_id=${gid}`];
   if (opts.allowOther !== false) options.push('allow_other');
+  // The kernel also checks permissions from its (short-lived) attribute cache, as with juicefs'
+  // default: without it a cached lookup skips the search-permission check of a parent directory,
+  // exec is allowed when any x bit is set, and fs.protected_hardlinks is not applied. The engine
+  // still checks every operation against the attributes in Redis.
+  if (opts.defaultPermissions !== false) options.push('default_permissions');
   if (opts.readOnly ?? vfs.readOnly) options.push('ro');
   options.push(`subtype=${opts.subtype ?? 'artifacts'}`);
   const source = opts.fsname ?? 'artifacts';
@@ -176,6 +183,8 @@ export interface MountInfo {
   options: string;
   fstype: string;
   source: string;
+  /** Per-superblock options (after the separator), e.g. user_id=0,default_permissions. */
+  superOptions: string;
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo; names are raw bytes (UTF-8). */
@@ -203,6 +212,7 @@ export function readMountInfo(file = '/proc/self/mountinfo'): MountInfo[] {
       mountpoint: unescapeMountField(f[4]!),
       options: f[5]!,
       fstype: f[dash + 1]!,
+      superOptions: f[dash + 3] ?? '',
       source: unescapeMountField(f[dash + 2]!),
     });
   }

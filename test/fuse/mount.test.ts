@@ -61,7 +61,7 @@ describe('FUSE transport on a real kernel mount (memvfs)', { timeout: 120_000 },
     const m = await findMount(mp);
     expect(m?.fstype).toBe('fuse.artifacts');
     expect(m?.source).toBe('artifacts:memvfs');
-    expect(m?.options).not.toContain('default_permissions');
+    expect(m?.superOptions).toContain('default_permissions');
   });
 
   it('big writes arrive as 1 MiB requests and read back intact', async () => {

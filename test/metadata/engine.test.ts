@@ -77,7 +77,7 @@ describe('namespace', () => {
     await expect(m.create(user, d.ino, 'x', 0o644, true)).rejects.toMatchObject({ code: 'EACCES' });
     const t = await m.mkdir(ROOT_CTX, ROOT_INODE, 'tmp', 0o1777);
     await m.create(user, t.ino, 'mine', 0o644, true);
-    await expect(m.unlink(other, t.ino, 'mine')).rejects.toMatchObject({ code: 'EACCES' });
+    await expect(m.unlink(other, t.ino, 'mine')).rejects.toMatchObject({ code: 'EPERM' });
     await m.unlink(user, t.ino, 'mine');
   });
 
