@@ -81,7 +81,10 @@ export function cpuSeconds(before: StatsSnapshot, after: StatsSnapshot): number 
 
 /** One compact line per delta: `fuse_ops{method="create"} 300 × 12.3 ms = 3.7 s`. */
 export function formatDeltas(d: StatDelta[], limit = 12): string[] {
-  return d.slice(0, limit).map((x) =>
-    x.count > 0 ? `${x.key} ${x.count} × ${((1000 * x.seconds) / x.count).toFixed(2)} ms = ${x.seconds.toFixed(2)} s` : `${x.key} +${x.seconds.toFixed(2)}`,
-  );
+  return d.slice(0, limit).map((x) => {
+    // Size histograms (`..._bytes`) sum bytes, not seconds.
+    if (x.count > 0 && /_bytes\b/.test(x.key)) return `${x.key} ${x.count} × ${Math.round(x.seconds / x.count)} B`;
+    if (x.count > 0) return `${x.key} ${x.count} × ${((1000 * x.seconds) / x.count).toFixed(2)} ms = ${x.seconds.toFixed(2)} s`;
+    return `${x.key} +${Number.isInteger(x.seconds) ? x.seconds : x.seconds.toFixed(2)}`;
+  });
 }
