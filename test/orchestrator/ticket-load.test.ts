@@ -47,14 +47,18 @@ describe.each<DbKind>(['postgres', 'pglite'])('ticket issuance load on %s', (kin
         else ids.add(j.session_id);
       }
     };
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     const secs = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuMs = (cpu.user + cpu.system) / 1000 / REQUESTS;
     lat.sort((a, b) => a - b);
     const r = (x: number) => x.toFixed(1);
     console.log(
       `[${kind}] ${REQUESTS} tickets, concurrency ${CONCURRENCY}: ${(REQUESTS / secs).toFixed(0)} tickets/s; ` +
-        `latency ms p50 ${r(pct(lat, 50))} p90 ${r(pct(lat, 90))} p99 ${r(pct(lat, 99))} max ${r(lat[lat.length - 1]!)}`,
+        `latency ms p50 ${r(pct(lat, 50))} p90 ${r(pct(lat, 90))} p99 ${r(pct(lat, 99))} max ${r(lat[lat.length - 1]!)}; ` +
+        `node CPU (orchestrator + load generator, one process) ${cpuMs.toFixed(1)} ms per ticket`,
     );
     expect(errors).toBe(0);
     expect(ids.size).toBe(REQUESTS);
