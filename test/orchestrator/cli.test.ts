@@ -17,7 +17,7 @@ import { Redis } from 'ioredis';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveMountSource } from '../../orchestrator/mount-source.js';
-import { freePort, redisCommand, RespError, spawnManaged, startRedis, startS3, tmpDir, waitUntil, type RedisHandle, type S3Handle } from '../helpers/servers.js';
+import { freePort, killQuietly, redisCommand, registerCleanup, RespError, spawnManaged, startRedis, startS3, tmpDir, waitUntil, type RedisHandle, type S3Handle } from '../helpers/servers.js';
 import { startPostgres, type PgHandle } from './harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -50,6 +50,29 @@ function cli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_0
       resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
   });
+}
+
+
+/**
+ * `artifacts up` detaches its servers on purpose; a failing test must still not leave them
+ * running: `down` in a finally, and a last-resort kill of the state file's pids at worker exit.
+ */
+function guardStack(home: string): () => Promise<void> {
+  const stateFile = path.join(home, '.local/share/artifacts/stack.json');
+  const killAll = () => {
+    try {
+      const st = JSON.parse(readFileSync(stateFile, 'utf8'));
+      for (const p of [st.orchestrator?.pid, st.redis?.pid, st.postgres?.pid]) if (p) killQuietly(p, 'SIGKILL');
+    } catch {
+      // no state: nothing running
+    }
+  };
+  const unregister = registerCleanup(killAll);
+  return async () => {
+    if (existsSync(stateFile)) await cli(['down'], { HOME: home }).catch(() => undefined);
+    killAll();
+    unregister();
+  };
 }
 
 const lines = (s: string) => s.split('\n').filter(Boolean);
@@ -300,29 +323,31 @@ describe('the local stack', () => {
     // A usual home (0755): when run as root, PostgreSQL's own user must reach its data directory.
     await chmod(home, 0o755);
     baseEnv = { HOME: home, ARTIFACTS_CLI_ENTRY: MAIN };
-    const t0 = Date.now();
-    const up = await cli(['up'], {}, 300_000);
-    const upMs = Date.now() - t0;
-    expect(up.code, up.stderr).toBe(0);
-    console.log(`artifacts up: ${upMs} ms\n${up.stderr}`);
-    expect(up.stderr).toMatch(/Local stack is up/);
-    expect(up.stderr).toMatch(/database\s+postgres \(pid \d+/); // PostgreSQL is installed here: preferred over PGlite
-    const state = JSON.parse(readFileSync(path.join(home, '.local/share/artifacts/stack.json'), 'utf8'));
-    expect(mode(path.join(home, '.local/share/artifacts/stack.json'))).toBe('600');
-    // Redis really has ACLs on: no anonymous access.
-    const anon = await redisCommand(state.redis.port, ['GET', 'x']);
-    expect(anon).toBeInstanceOf(RespError);
-    expect(String((anon as RespError).message)).toMatch(/NOAUTH/);
-    expect((await cli(['up'])).stderr).toMatch(/already up/);
-
-    const c = await cli(['workspace', 'create', 'demo', './demo'], {}, 180_000);
-    expect(c.code, c.stderr).toBe(0);
-    expect(c.stderr).toMatch(/Workspace artifacts:\/\/\S+\/demo is active\./);
-    const mnt = path.join(home, 'demo');
+    const cleanup = guardStack(home);
     try {
-      expect(readFileSync('/proc/mounts', 'utf8')).toContain(` ${mnt} fuse.artifacts `);
-      await writeFile(path.join(mnt, 'hello.txt'), 'hello from the local stack\n');
-      expect(await readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello from the local stack\n');
+      const t0 = Date.now();
+      const up = await cli(['up'], {}, 300_000);
+      const upMs = Date.now() - t0;
+      expect(up.code, up.stderr).toBe(0);
+      console.log(`artifacts up: ${upMs} ms\n${up.stderr}`);
+      expect(up.stderr).toMatch(/Local stack is up/);
+      expect(up.stderr).toMatch(/database\s+postgres \(pid \d+/); // PostgreSQL is installed here: preferred over PGlite
+      const state = JSON.parse(readFileSync(path.join(home, '.local/share/artifacts/stack.json'), 'utf8'));
+      expect(mode(path.join(home, '.local/share/artifacts/stack.json'))).toBe('600');
+      // Redis really has ACLs on: no anonymous access.
+      const anon = await redisCommand(state.redis.port, ['GET', 'x']);
+      expect(anon).toBeInstanceOf(RespError);
+      expect(String((anon as RespError).message)).toMatch(/NOAUTH/);
+      expect((await cli(['up'])).stderr).toMatch(/already up/);
+
+      const c = await cli(['workspace', 'create', 'demo', './demo'], {}, 180_000);
+      expect(c.code, c.stderr).toBe(0);
+      expect(c.stderr).toMatch(/Workspace artifacts:\/\/\S+\/demo is active\./);
+      const mnt = path.join(home, 'demo');
+      try {
+        expect(readFileSync('/proc/mounts', 'utf8')).toContain(` ${mnt} fuse.artifacts `);
+        await writeFile(path.join(mnt, 'hello.txt'), 'hello from the local stack\n');
+        expect(await readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello from the local stack\n');
     } finally {
       const un = await cli(['unmount', './demo']);
       expect(un.code, un.stderr).toBe(0);
@@ -341,26 +366,34 @@ describe('the local stack', () => {
     };
     for (const pid of [state.redis.pid, state.orchestrator.pid, state.postgres?.pid].filter(Boolean)) expect(running(pid), `pid ${pid}`).toBe(false);
     expect((await cli(['down'])).stderr).toMatch(/not running/);
+    } finally {
+      await cleanup();
+    }
   });
 
   it('`up --db pglite` runs the orchestrator on embedded PGlite', async () => {
     const home = await tmpDir('stack-pglite');
     baseEnv = { HOME: home, ARTIFACTS_CLI_ENTRY: MAIN };
-    const t0 = Date.now();
-    const up = await cli(['up', '--db', 'pglite'], {}, 300_000);
-    console.log(`artifacts up --db pglite: ${Date.now() - t0} ms`);
-    expect(up.code, up.stderr).toBe(0);
-    expect(up.stderr).toMatch(/database\s+pglite/);
-    const state = JSON.parse(readFileSync(path.join(home, '.local/share/artifacts/stack.json'), 'utf8'));
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${state.orchestrator.pid}/status`, 'utf8'))?.[1]) / 1024;
-    console.log(`orchestrator on PGlite: RSS ${rss.toFixed(0)} MB`);
-    expect((await cli(['whoami'])).stdout).toMatch(/\(key art_/);
-    const c = await cli(['workspace', 'create', 'notes']);
-    expect(c.code, c.stderr).toBe(0);
-    // PGlite is one process's database: a second opener is refused with a clear error.
-    const second = await cli(['orchestrator', 'user', 'create', 'intruder', '--database-url', `pglite:${path.join(home, '.local/share/artifacts/pglite')}`]);
-    expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/in use by process \d+/);
-    expect((await cli(['down'])).code).toBe(0);
+    const cleanup = guardStack(home);
+    try {
+      const t0 = Date.now();
+      const up = await cli(['up', '--db', 'pglite'], {}, 300_000);
+      console.log(`artifacts up --db pglite: ${Date.now() - t0} ms`);
+      expect(up.code, up.stderr).toBe(0);
+      expect(up.stderr).toMatch(/database\s+pglite/);
+      const state = JSON.parse(readFileSync(path.join(home, '.local/share/artifacts/stack.json'), 'utf8'));
+      const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${state.orchestrator.pid}/status`, 'utf8'))?.[1]) / 1024;
+      console.log(`orchestrator on PGlite: RSS ${rss.toFixed(0)} MB`);
+      expect((await cli(['whoami'])).stdout).toMatch(/\(key art_/);
+      const c = await cli(['workspace', 'create', 'notes']);
+      expect(c.code, c.stderr).toBe(0);
+      // PGlite is one process's database: a second opener is refused with a clear error.
+      const second = await cli(['orchestrator', 'user', 'create', 'intruder', '--database-url', `pglite:${path.join(home, '.local/share/artifacts/pglite')}`]);
+      expect(second.code).toBe(1);
+      expect(second.stderr).toMatch(/in use by process \d+/);
+      expect((await cli(['down'])).code).toBe(0);
+    } finally {
+      await cleanup();
+    }
   });
 });
