@@ -29,6 +29,8 @@ export interface OpenVolumeOptions {
   /** Wrap the object store (fault injection in tests). */
   wrapStore?: (s: ObjectStore) => ObjectStore;
   connect?: ConnectOptions;
+  /** Object-store keys for volumes whose `setting` holds none (BYO buckets: never stored in Redis). */
+  credentials?: { accessKey?: string; secretKey?: string; sessionToken?: string };
   /** Register a session (default: unless read-only). */
   session?: boolean;
   backgroundJobs?: boolean;
@@ -54,7 +56,11 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
     backgroundJobs: o.backgroundJobs,
   });
   try {
-    const fmt = decryptSecrets(meta.format);
+    const stored = decryptSecrets(meta.format);
+    const c = o.credentials;
+    const fmt = c
+      ? { ...stored, AccessKey: stored.AccessKey || c.accessKey, SecretKey: stored.SecretKey || c.secretKey, SessionToken: stored.SessionToken || c.sessionToken }
+      : stored;
     const cfg = o.cache ?? resolveCacheConfig({});
     let objects = createObjectStore(fmt);
     if (o.wrapStore) objects = o.wrapStore(objects);

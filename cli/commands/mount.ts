@@ -33,6 +33,10 @@ export interface MountSource {
   name: string;
   readOnly?: boolean;
   cacheProfile?: string;
+  /** S3 keys for BYO buckets (the orchestrator never sees or stores them). */
+  storageCredentials?: { ACCESS_KEY_ID?: string; SECRET_ACCESS_KEY?: string; SESSION_TOKEN?: string };
+  /** Ends an owner mount session at unmount. */
+  release?: () => Promise<void>;
 }
 
 interface MountFlags {
@@ -101,7 +105,28 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
   const src = await resolveSource(source, flags);
   const cache = resolveCacheConfig({ profile: src.cacheProfile, flags: flags as Record<string, unknown>, file: await readConfigFile(flags.cacheConfig) });
   const readOnly = flags.readOnly === true || src.readOnly === true;
-  const vol = await openVolume({ metaUrl: src.metaUrl, prefix: src.prefix, readOnly, mountPoint: mountpoint, cache });
+  const creds = src.storageCredentials;
+  const release = async () => {
+    try {
+      await src.release?.();
+    } catch (e) {
+      console.error(`${new Date().toISOString()} ending the mount session failed: ${(e as Error).message}`);
+    }
+  };
+  let vol;
+  try {
+    vol = await openVolume({
+      metaUrl: src.metaUrl,
+      prefix: src.prefix,
+      readOnly,
+      mountPoint: mountpoint,
+      cache,
+      credentials: creds && { accessKey: creds.ACCESS_KEY_ID, secretKey: creds.SECRET_ACCESS_KEY, sessionToken: creds.SESSION_TOKEN },
+    });
+  } catch (e) {
+    await release();
+    throw e;
+  }
   let mount;
   try {
     mount = await mountFuse(vol.vfs, mountpoint, {
@@ -112,6 +137,7 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
     });
   } catch (e) {
     await vol.close().catch(() => undefined);
+    await release();
     throw e;
   }
   const state: MountState = { pid: process.pid, mountpoint: mount.mountpoint, source: `artifacts:${src.name}`, log: flags.logFile ?? '', started: new Date().toISOString() };
@@ -130,6 +156,7 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
   process.on('SIGHUP', () => stop('SIGHUP'));
   await mount.unmounted;
   await vol.close(); // the VFS is already shut down by now; this also drains the disk cache
+  await release();
   await fsp.rm(stateFile(mount.mountpoint), { force: true });
   console.error(`${new Date().toISOString()} unmounted ${mount.mountpoint}`);
 }
