@@ -200,6 +200,9 @@ export class ObjectBlockStore implements BlockStore {
     // Upstream's rule: a small piece of an uncompressed block is a range GET (it is not cached);
     // anything else fetches, decodes and caches the whole block.
     if (this.codec.name === 'none' && len < bsize && (this.cache === undefined || len <= bsize / 4)) {
+      // With a cache, also fetch the whole block in the background (upstream's --prefetch), so the
+      // next read of this block — random or sequential — is a cache hit instead of another GET.
+      if (this.cache) this.loadBlock(key, bsize).catch(() => undefined);
       return this.rangeGet(key, off, len);
     }
     return (await this.loadBlock(key, bsize)).subarray(off, off + len);
