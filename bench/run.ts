@@ -160,6 +160,14 @@ async function runMdtest(redis: RedisHandle, db: number, sizes: Sizes, rounds: n
 export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   preflight();
+  // Say why a run ended early. Registered before the cleanup registry's own handlers (which run
+  // the cleanups and exit), so this line comes first; if no other handler exists yet, exit here.
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+    process.once(sig, () => {
+      log(`received ${sig} at ${new Date().toISOString()}: stopping children, mounts and servers`);
+      if (process.listenerCount(sig) === 0) process.exit(code);
+    });
+  }
   const sizes: Sizes = { ...(o.quick ? QUICK : FULL), ...o.sizes };
   if (o.rounds) sizes.rounds = o.rounds;
   const only = o.only ? new RegExp(o.only) : undefined;
@@ -218,6 +226,8 @@ export async function runBench(o: BenchOptions = {}): Promise<BenchReport> {
             const got = await runSuite(t, { sizes, tree, log, only, verbose: o.verbose, remounts: (remounts[t.label] ??= []), stats: o.stats ? stepStats : undefined });
             log(`  ${t.label} done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
             samples.push(...got.map((s) => ({ ...s, system: t.system, profile: t.profile })));
+            // Partial results survive a run that is cut short (the machine is shared).
+            if (o.json) await writeFile(o.json, JSON.stringify(jsonRows(toRows(samples)), null, 1) + '\n');
           } catch (e) {
             log(`${t.label} failed: ${(e as Error).message}\n--- ${t.label} log ---\n${logTail(path.join(logDir, `${t.label.replace('/', '-')}.log`), 30)}`);
             throw e;
