@@ -83,6 +83,13 @@ export interface VfsOptions {
   registry?: MetricsRegistry;
   /** Where unexpected internal errors are reported (they reach the caller as EIO). */
   logger?: (msg: string) => void;
+  /**
+   * Store `security.capability` / `security.selinux` (upstream --enable-cap / --enable-selinux).
+   * Off by default, as upstream: the kernel asks for security.capability before every write to a
+   * file, and answering ENODATA here saves a metadata round trip per write.
+   */
+  enableCap?: boolean;
+  enableSelinux?: boolean;
 }
 
 export const DEFAULT_VFS_OPTIONS: VfsOptions = {
@@ -648,7 +655,8 @@ export class VfsImpl implements Vfs {
     }
     if (h.readable) {
       h.stream = this.reader.stream(ino);
-      if (this.opts.prefetchSmallFiles && !this.opts.directIo) h.stream.prefetch(f.length);
+      // With keep_cache the kernel still holds the pages: fetching the chunk map would be wasted.
+      if (this.opts.prefetchSmallFiles && !this.opts.directIo && !keepCache) h.stream.prefetch(f.length);
     }
     return { fh, directIo: this.opts.directIo, keepCache };
   }
@@ -942,17 +950,25 @@ export class VfsImpl implements Vfs {
     });
   }
 
+  /** False for the security xattrs this mount does not store (see VfsOptions.enableCap). */
+  private xattrEnabled(name: string): boolean {
+    if (name === 'security.capability') return this.opts.enableCap === true;
+    if (name === 'security.selinux') return this.opts.enableSelinux === true;
+    return true;
+  }
+
   setxattr(ctx: Ctx, ino: Ino, name: string, value: Buffer, flags: number): Promise<void> {
     return this.op('setxattr', ctx, () => `${ino},${name},${value.length},${flags}`, async () => {
       if (isVirtual(ino)) throw metaErr('EPERM');
       this.checkWritableMount();
+      if (!this.xattrEnabled(name)) throw metaErr('ENOTSUP');
       await this.meta.setXattr(ctx, ino, name, value, flags);
     });
   }
 
   getxattr(ctx: Ctx, ino: Ino, name: string): Promise<Buffer> {
     return this.op('getxattr', ctx, () => `${ino},${name}`, async () => {
-      if (isVirtual(ino)) throw metaErr('ENODATA');
+      if (isVirtual(ino) || !this.xattrEnabled(name)) throw metaErr('ENODATA');
       return this.meta.getXattr(ctx, ino, name);
     }, (b) => `${b.length}`);
   }
@@ -968,6 +984,7 @@ export class VfsImpl implements Vfs {
     return this.op('removexattr', ctx, () => `${ino},${name}`, async () => {
       if (isVirtual(ino)) throw metaErr('EPERM');
       this.checkWritableMount();
+      if (!this.xattrEnabled(name)) throw metaErr('ENOTSUP');
       await this.meta.removeXattr(ctx, ino, name);
     });
   }

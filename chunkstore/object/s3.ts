@@ -10,8 +10,9 @@
  *
  * GET and PUT, the block hot paths, bypass the SDK's middleware stack when credentials are static:
  * one SigV4-signed `http.request` on the same keep-alive agent, with the same retry/timeout policy
- * (measured on SeaweedFS: ~40% less CPU per 4 MiB GET than GetObjectCommand). Everything else
- * (list, head, delete, create bucket) goes through the SDK.
+ * (measured on SeaweedFS: ~40% less CPU per 4 MiB GET than GetObjectCommand). DELETE takes the
+ * same path (one per block when files are removed). Everything else (list, head, create bucket)
+ * goes through the SDK.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -133,6 +134,8 @@ function isNotFound(err: unknown): boolean {
 }
 
 /** Reads a response body into one Buffer, preallocated when the length is known. */
+type DirectMethod = 'GET' | 'PUT' | 'DELETE';
+
 async function readBody(body: unknown, length: number | undefined): Promise<Buffer> {
   const stream = body as Readable;
   if (length !== undefined && length >= 0) {
@@ -260,7 +263,7 @@ export class S3ObjectStore implements ObjectStore {
    * GET or PUT by a directly signed request, retried (exponential backoff, full jitter, transient
    * errors only, `maxAttempts` in all) like the SDK does.
    */
-  private async direct(method: 'GET' | 'PUT', key: string, range?: string, body?: Buffer): Promise<Buffer> {
+  private async direct(method: DirectMethod, key: string, range?: string, body?: Buffer): Promise<Buffer> {
     const path = this.pathPrefix + '/' + key.split('/').map(encodeSegment).join('/');
     for (let attempt = 1; ; attempt++) {
       try {
@@ -273,7 +276,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  private async requestOnce(method: 'GET' | 'PUT', key: string, path: string, range?: string, body?: Buffer): Promise<Buffer> {
+  private async requestOnce(method: DirectMethod, key: string, path: string, range?: string, body?: Buffer): Promise<Buffer> {
     const headers: Record<string, string> = { host: this.reqHost, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
     if (range) headers.range = range;
     if (body) headers['content-length'] = String(body.length);
@@ -291,7 +294,8 @@ export class S3ObjectStore implements ObjectStore {
         { agent: this.agent, host: this.reqHostname, port: this.reqPort, method, path, headers: signed.headers },
         (res) => {
           const status = res.statusCode ?? 0;
-          if (method === 'PUT' && status === 200) {
+          // DELETE of a missing key is a success (S3 answers 204 anyway; some servers say 404).
+          if ((method === 'PUT' && status === 200) || (method === 'DELETE' && (status === 204 || status === 200 || status === 404))) {
             res.resume(); // nothing useful in the body; drain it so the socket is reused
             res.on('end', () => finish(null, EMPTY));
             res.on('error', (e) => finish(e));
@@ -358,6 +362,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async delete(key: string): Promise<void> {
+    if (this.signer) {
+      await this.direct('DELETE', key);
+      return;
+    }
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {

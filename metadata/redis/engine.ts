@@ -6,6 +6,7 @@
  * One engine serves every prefix form: "" (standalone, a DB number), "{N}" (Redis Cluster) and
  * "{u_X_w_Y}:" (artifacts workspaces). No Lua is used, so Cluster and restricted ACL users work.
  */
+import { Limiter } from '../limiter.js';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
 import { hostname } from 'node:os';
 import { checkAccess, checkSticky, MODE_R, MODE_W, MODE_X, toName, validName } from '../access.js';
@@ -68,6 +69,8 @@ import {
 import { checkFormat, CLIENT_VERSION } from '../version.js';
 import { closeConn, type Conn, ConnPool, mapRedisError, runTxn, type TxnStep } from './txn.js';
 
+/** Files whose data is deleted concurrently in the background. */
+const MAX_DELETES = 10;
 const INODE_BATCH = 1024;
 const SLICE_BATCH = 4096;
 const SKIP_DIR_MTIME_NS = 100_000_000n;
@@ -128,6 +131,8 @@ export class RedisMeta implements Meta {
   private readonly sustained = new Set<Ino>();
   /** Chunks with a compaction in flight (one at a time per chunk). */
   private readonly compacting = new Set<string>();
+  /** Background file-data deletions (upstream --max-deletes, default 10). */
+  private readonly deletes = new Limiter(MAX_DELETES);
   private readonly dirStats = new Map<Ino, DirStatDelta>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private dirStatTimer: NodeJS.Timeout | undefined;
@@ -1555,23 +1560,31 @@ export class RedisMeta implements Meta {
     return res.copied;
   }
 
-  /** Delete a file's chunks and dereference their slices (4.8). */
+  /**
+   * Delete a file's chunks and dereference their slices (4.8). Runs in the background after an
+   * unlink, at most MAX_DELETES files at once (upstream --max-deletes) so that `rm -r` of a large
+   * tree does not bury the foreground operations under thousands of deletions.
+   * Round trips for a one-chunk file: the chunk's transaction (2), then the object deletes, then
+   * one pipeline that drops the slices' sliceRef fields and the delfiles entry.
+   */
   async deleteFileData(ino: Ino, length: number): Promise<void> {
-    const k = this.keys;
-    const chunks = Math.ceil(length / CHUNK_SIZE);
-    if (chunks > 0) {
+    await this.deletes.run(async () => {
+      const k = this.keys;
+      const chunks = Math.ceil(length / CHUNK_SIZE);
+      const freed: Slice[] = [];
+      for (let i = 0; i < chunks; i++) freed.push(...(await this.deleteChunk(ino, i)));
       const p = this.redis.pipeline();
-      for (let i = 0; i < chunks; i++) p.llen(k.chunk(ino, i));
-      const lens = (await p.exec()) ?? [];
-      for (let i = 0; i < chunks; i++) {
-        if (!lens[i] || lens[i][0] || Number(lens[i][1]) === 0) continue;
-        await this.deleteChunk(ino, i);
+      for (const s of freed) {
+        await this.deleteSliceData(s.id, s.size);
+        p.hdel(k.sliceRef, sliceRefField(s.id, s.size));
       }
-    }
-    await this.redis.zrem(k.delfiles, `${ino}:${length}`);
+      p.zrem(k.delfiles, `${ino}:${length}`);
+      await p.exec();
+    });
   }
 
-  private async deleteChunk(ino: Ino, indx: number): Promise<void> {
+  /** Drop a chunk's record list; returns the slices whose last reference it held. */
+  private async deleteChunk(ino: Ino, indx: number): Promise<Slice[]> {
     const k = this.keys;
     const ck = k.chunk(ino, indx);
     let recs: Slice[] = [];
@@ -1579,6 +1592,7 @@ export class RedisMeta implements Meta {
     await this.txn<void>([ck], async (c) => {
       const items = await c.lrangeBuffer(ck, 0, -1);
       recs = decodeSlices(items).filter((s) => s.id > 0);
+      if (items.length === 0) return { result: undefined }; // sparse: nothing was written here
       return {
         result: undefined,
         write: (m) => {
@@ -1588,13 +1602,16 @@ export class RedisMeta implements Meta {
         onExec: (r) => (counts = r.slice(1).map(Number)),
       };
     });
-    for (let i = 0; i < recs.length; i++) {
-      if (counts[i] < 0) await this.deleteSlice(recs[i].id, recs[i].size);
-    }
+    return recs.filter((_, i) => counts[i] < 0);
+  }
+
+  /** The objects of a slice nobody references any more (the sliceRef field is dropped by the caller). */
+  private async deleteSliceData(id: number, size: number): Promise<void> {
+    if (this.opts.onDeleteSlice) await this.opts.onDeleteSlice(id, size);
   }
 
   private async deleteSlice(id: number, size: number): Promise<void> {
-    if (this.opts.onDeleteSlice) await this.opts.onDeleteSlice(id, size);
+    await this.deleteSliceData(id, size);
     await this.redis.hdel(this.keys.sliceRef, sliceRefField(id, size));
   }
 

@@ -130,7 +130,9 @@ export async function runTxn<T>(pool: ConnPool, keys: string[], body: (c: Conn) 
       const step = await body(c);
       if (watched) await watched;
       if (!step.write) {
-        if (watching) await c.unwatch();
+        // Not awaited: the connection sends commands in order, so the next transaction's WATCH
+        // follows this UNWATCH anyway; waiting would only add a round trip.
+        if (watching) c.unwatch().catch(() => undefined);
         return step.result;
       }
       const m = c.multi();
