@@ -20,7 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { resolveCacheConfig } from '../../chunkstore/cache/profiles.js';
-import { cleanStaleMount, findMount, isMountPoint, isStaleMount, mountFuse } from '../../fs/fuse/mount.js';
+import { findMount, isMountPoint, isStaleMount } from '../../fs/fuse/mount.js';
+import { cleanStaleAsUser, mountSelected, userUnmount } from '../../fs/fuse/select.js';
 import { openVolume } from '../../fs/volume.js';
 import { ExitError, outputOf, UsageError } from '../output.js';
 
@@ -129,7 +130,8 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
   }
   let mount;
   try {
-    mount = await mountFuse(vol.vfs, mountpoint, {
+    // Root: our /dev/fuse transport; anyone else: the fuse-native fallback (fs/fuse/select.ts).
+    mount = await mountSelected(vol.vfs, mountpoint, {
       fsname: `artifacts:${src.name}`,
       subtype: 'artifacts',
       readOnly,
@@ -143,7 +145,7 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
   const state: MountState = { pid: process.pid, mountpoint: mount.mountpoint, source: `artifacts:${src.name}`, log: flags.logFile ?? '', started: new Date().toISOString() };
   await fsp.mkdir(stateDir(), { recursive: true });
   await fsp.writeFile(stateFile(mount.mountpoint), JSON.stringify(state), { mode: 0o600 });
-  console.error(`${new Date().toISOString()} mounted ${src.metaUrl.replace(/\/\/[^@/]*@/, '//***@')} at ${mount.mountpoint} (${cache.profile} profile${readOnly ? ', read-only' : ''})`);
+  console.error(`${new Date().toISOString()} mounted ${src.metaUrl.replace(/\/\/[^@/]*@/, '//***@')} at ${mount.mountpoint} (${mount.transport}, ${cache.profile} profile${readOnly ? ', read-only' : ''})`);
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
@@ -213,7 +215,7 @@ export async function unmountPath(mountpoint: string, timeoutMs = 15_000): Promi
   const mp = path.resolve(mountpoint);
   if (!(await isMountPoint(mp))) return 'not-mounted';
   if (await isStaleMount(mp)) {
-    await cleanStaleMount(mp);
+    await cleanStaleAsUser(mp);
     return 'stale-cleaned';
   }
   let state: MountState | undefined;
@@ -232,11 +234,9 @@ export async function unmountPath(mountpoint: string, timeoutMs = 15_000): Promi
     }
   }
   if (!signalled) {
-    await new Promise<void>((resolve, reject) => {
-      const p = spawn('umount', [mp], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      p.stderr.on('data', (d) => (err += d));
-      p.on('exit', (code) => (code === 0 ? resolve() : reject(new ExitError(1, `umount ${mp}: ${err.trim()}`))));
+    // umount as root, fusermount -u for a user's own (fuse-native) mount.
+    await userUnmount(mp, false).catch((e: Error) => {
+      throw new ExitError(1, e.message);
     });
   }
   const deadline = Date.now() + timeoutMs;
@@ -285,7 +285,7 @@ export function register(program: Command): void {
       if (await isMountPoint(mp)) {
         if (await isStaleMount(mp)) {
           out.info(`cleaning stale mount at ${mp}`);
-          await cleanStaleMount(mp);
+          await cleanStaleAsUser(mp);
         } else {
           throw new ExitError(1, `path ${mountpoint} is already a mount point; run \`artifacts unmount ${mountpoint}\` first`);
         }
