@@ -4,7 +4,8 @@
  * `juicefs` clients and this engine can share one volume safely.
  *
  * One engine serves every prefix form: "" (standalone, a DB number), "{N}" (Redis Cluster) and
- * "{u_X_w_Y}:" (artifacts workspaces). No Lua is used, so Cluster and restricted ACL users work.
+ * "{u_X_w_Y}:" (artifacts workspaces). The one Lua script (a one-round-trip lookup, scripts.ts) is
+ * optional: Cluster and ACL users without scripting take the plain-command path.
  */
 import { Limiter } from '../limiter.js';
 import type { ChainableCommander, Cluster, Redis } from 'ioredis';
@@ -67,6 +68,7 @@ import {
   XATTR_REPLACE,
 } from '../types.js';
 import { checkFormat, CLIENT_VERSION } from '../version.js';
+import { LookupScript } from './scripts.js';
 import { closeConn, type Conn, ConnPool, mapRedisError, runTxn, type TxnStep } from './txn.js';
 
 /** Files whose data is deleted concurrently in the background. */
@@ -79,6 +81,8 @@ const MAX_FILE_SIZE = CHUNK_SIZE * 2 ** 31;
 export interface RedisMetaOptions extends MetaOptions {
   /** Dedicated connections for WATCH/MULTI transactions (default 8). */
   txnConnections?: number;
+  /** Look names up with one Lua call where scripting is allowed (default true; scripts.ts). */
+  luaLookup?: boolean;
 }
 
 interface DirStatDelta {
@@ -140,6 +144,7 @@ export class RedisMeta implements Meta {
   private compactor: Compactor | undefined;
   private readonly trashDirs = new Map<string, Ino>();
   private closed = false;
+  private readonly lookupScript = new LookupScript();
 
   constructor(
     readonly redis: Conn,
@@ -178,6 +183,7 @@ export class RedisMeta implements Meta {
     const fmt = withDefaultTiers(decodeSetting(raw));
     checkFormat(fmt);
     this.fmt = fmt;
+    if (this.opts.luaLookup !== false) await this.lookupScript.init(this.redis, this.redis.isCluster);
     return fmt;
   }
 
@@ -516,6 +522,12 @@ export class RedisMeta implements Meta {
       checkAccess(ctx, pa, MODE_X);
       entry = res[1][1] as Buffer | null;
     } else {
+      const r = await this.lookupScript.run(this.redis, this.keys.entry(parent), name, this.keys.inode(0n).slice(0, -1));
+      if (r === null) throw metaErr('ENOENT');
+      if (r !== undefined) {
+        const { type, ino } = decodeDentry(r[0]);
+        return { ino, attr: r[1] === null ? newAttr(type, 0, { sec: 0, nsec: 0 }) : decodeAttr(r[1]) };
+      }
       entry = await this.redis.hgetBuffer(this.keys.entry(parent), name);
     }
     if (!entry) throw metaErr('ENOENT');
