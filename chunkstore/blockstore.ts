@@ -6,7 +6,12 @@
  * concurrent readers of one block sharing one GET. Writers buffer the open blocks of a new slice,
  * upload blocks as soon as they are complete (bounded parallelism per writer), and upload the
  * short last block on finish. A missing or undecodable block is an error, never zeros.
+ *
+ * With writeback staging attached (attachStaging), a finished block is staged on local disk instead
+ * of uploaded before the slice is committed; it is uploaded in the background, and reads of a
+ * block still staged are served from its staging file.
  */
+import type { WritebackStaging } from './cache/staging.js';
 import { codecFor, CorruptBlockError, type Codec } from './compress.js';
 import { blockCount, blockKey, blockSize } from './keys.js';
 import {
@@ -103,6 +108,10 @@ export class ObjectBlockStore implements BlockStore {
   /** Small LRU of decoded blocks (insertion order of a Map), used only without a cache. */
   private readonly recent = new Map<string, Buffer>();
   private readonly recentMax: number;
+  /** Where staged blocks live (also when writeback is off: blocks left by an earlier mount). */
+  private staging: WritebackStaging | undefined;
+  /** Stage finished blocks instead of uploading them before the commit. */
+  private writeback = false;
 
   constructor(
     readonly store: ObjectStore,
@@ -126,6 +135,15 @@ export class ObjectBlockStore implements BlockStore {
     this.recent.delete(key);
     this.recent.set(key, block);
     if (this.recent.size > this.recentMax) this.recent.delete(this.recent.keys().next().value!);
+  }
+
+  /**
+   * Use `staging` for reads of staged blocks and deletes; with `writeback`, writers stage their
+   * blocks there instead of uploading them before the commit.
+   */
+  attachStaging(staging: WritebackStaging, writeback: boolean): void {
+    this.staging = staging;
+    this.writeback = writeback;
   }
 
   key(id: number, index: number, bsize: number): string {
@@ -195,6 +213,11 @@ export class ObjectBlockStore implements BlockStore {
         return recent.subarray(off, off + len);
       }
     }
+    if (this.staging?.has(key)) {
+      // Committed but not uploaded yet (writeback): the object store does not have it.
+      const staged = await this.staging.read(key);
+      if (staged !== undefined && staged.length === bsize) return staged.subarray(off, off + len);
+    }
     const pending = this.inflight.get(key);
     if (pending) return (await pending).subarray(off, off + len);
     // Upstream's rule: a small piece of an uncompressed block is a range GET (it is not cached);
@@ -209,15 +232,28 @@ export class ObjectBlockStore implements BlockStore {
   }
 
   private rangeGet(key: string, off: number, len: number): Promise<Buffer> {
-    return this.downloads.run(() =>
-      this.withRetries('get', key, async () => {
-        this.stats.getRequests++;
-        const data = await this.store.get(key, off, len);
-        this.stats.getBytes += data.length;
-        if (data.length !== len) throw new CorruptBlockError(`short read of ${key}: ${data.length} of ${len} bytes at ${off}`);
-        return data;
-      }),
-    );
+    return this.downloads
+      .run(() =>
+        this.withRetries('get', key, async () => {
+          this.stats.getRequests++;
+          const data = await this.store.get(key, off, len);
+          this.stats.getBytes += data.length;
+          if (data.length !== len) throw new CorruptBlockError(`short read of ${key}: ${data.length} of ${len} bytes at ${off}`);
+          return data;
+        }),
+      )
+      .catch(async (err: unknown) => (await this.stagedAfterMiss(key, err)).subarray(off, off + len));
+  }
+
+  /**
+   * A GET found no object: the block may still be staged on this disk without being known to the
+   * staging queue yet (an earlier mount's, before recover() listed it). Otherwise rethrow.
+   */
+  private async stagedAfterMiss(key: string, err: unknown): Promise<Buffer> {
+    if (!(err instanceof NotFoundError) || this.staging === undefined) throw err;
+    const staged = await this.staging.read(key);
+    if (staged === undefined) throw err;
+    return staged;
   }
 
   /** Whole plaintext block, shared by concurrent callers; fills the cache. */
@@ -233,6 +269,7 @@ export class ObjectBlockStore implements BlockStore {
           return this.codec.decompress(raw, bsize); // corrupt data is retried: it may be a torn transfer
         }),
       )
+      .catch((err: unknown) => this.stagedAfterMiss(key, err))
       .then((block) => {
         if (this.cache) this.cache.put(key, block);
         else this.remember(key, block);
@@ -254,16 +291,39 @@ export class ObjectBlockStore implements BlockStore {
    * ours and never modified again, so the cache may keep it; otherwise the cache gets a copy.
    */
   async uploadBlock(key: string, block: Buffer, owned = true): Promise<void> {
+    await this.putBlock(key, block);
+    this.cacheWritten(key, block, owned);
+  }
+
+  /** Compress and PUT one block, with retries; the cache is not touched (staging uploads). */
+  async putBlock(key: string, block: Buffer): Promise<void> {
     const data = await this.codec.compress(block);
     await this.withRetries('put', key, async () => {
       this.stats.putRequests++;
       await this.store.put(key, data);
       this.stats.putBytes += data.length;
     });
+  }
+
+  private cacheWritten(key: string, block: Buffer, owned: boolean): void {
     if (this.cache && (block.length < this.config.blockSize || this.cacheFullBlocks)) this.cache.put(key, owned ? block : Buffer.from(block));
   }
 
+  /**
+   * A finished block of a slice writer (owned, immutable): staged with writeback (then readable
+   * from disk and uploaded in the background), else — or when staging refuses it — uploaded now.
+   */
+  async storeBlock(key: string, block: Buffer): Promise<void> {
+    if (this.writeback && this.staging !== undefined && (await this.staging.stage(key, block))) {
+      this.cacheWritten(key, block, true); // the disk tier has it already; the memory tier may take it
+      return;
+    }
+    await this.uploadBlock(key, block);
+  }
+
   async deleteBlock(key: string): Promise<void> {
+    // A staged block's upload must not land after the delete below.
+    await this.staging?.cancel(key);
     this.cache?.remove(key);
     this.recent.delete(key);
     await this.withRetries('delete', key, async () => {
@@ -509,7 +569,7 @@ export class ObjectSliceWriter implements SliceWriter {
       const key = this.store.key(this.id, i, b.bsize);
       this.started.add(key);
       this.store
-        .uploadBlock(key, b.buf.subarray(0, b.bsize))
+        .storeBlock(key, b.buf.subarray(0, b.bsize))
         .then(
           () => {
             b.state = 'stored';

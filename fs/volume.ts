@@ -6,6 +6,7 @@
  */
 import { createBlockStore, type ObjectBlockStore } from '../chunkstore/blockstore.js';
 import { createBlockCache } from '../chunkstore/cache/index.js';
+import { WritebackStaging } from '../chunkstore/cache/staging.js';
 import { type CacheConfig, resolveCacheConfig } from '../chunkstore/cache/profiles.js';
 import { createObjectStore } from '../chunkstore/object/index.js';
 import type { BlockCache, Compression, ObjectStore } from '../chunkstore/types.js';
@@ -34,6 +35,15 @@ export interface OpenVolumeOptions {
   /** Register a session (default: unless read-only). */
   session?: boolean;
   backgroundJobs?: boolean;
+  /**
+   * How long close() waits for staged (writeback) blocks to be uploaded (default 30 s; it stops
+   * early when an upload fails). What is left stays staged and is uploaded by the next open.
+   * 0 = do not wait (tests simulating a crash).
+   */
+  stagingFlushMs?: number;
+  /** Writeback upload retry pacing (tests shorten it). */
+  stagingRetryMs?: number;
+  log?: (message: string) => void;
 }
 
 export interface OpenVolume {
@@ -41,6 +51,10 @@ export interface OpenVolume {
   objects: ObjectStore;
   cache?: BlockCache & { close?: () => Promise<void> };
   store: ObjectBlockStore;
+  /** The disk cache's staging area (present whenever there is a disk cache). */
+  staging?: WritebackStaging;
+  /** Resolves when the blocks staged by an earlier mount are queued for upload (count found). */
+  recovered: Promise<number>;
   vfs: VfsImpl;
   cacheConfig: CacheConfig;
   /** Flush everything, end the session, close connections. */
@@ -75,6 +89,21 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
       },
       cache,
     );
+    // Blocks staged on this disk (writeback now, or by an earlier mount that crashed or did not
+    // wait) are uploaded in the background whatever this mount's writeback setting.
+    const log = o.log ?? ((m: string) => console.error(`${new Date().toISOString()} ${m}`));
+    const staging = cache?.disk
+      ? new WritebackStaging({
+          disk: cache.disk,
+          upload: (key, block) => store.putBlock(key, block),
+          concurrency: cfg.uploadConcurrency,
+          retryBaseMs: o.stagingRetryMs,
+          retryMaxMs: o.stagingRetryMs === undefined ? undefined : o.stagingRetryMs * 8,
+          log,
+        })
+      : undefined;
+    if (staging) store.attachStaging(staging, cfg.writeback && !o.readOnly);
+    const recovered = staging && !o.readOnly ? staging.recover().catch(() => 0) : Promise.resolve(0);
     // Slices whose last reference went away: their blocks leave the object store.
     meta.opts.onDeleteSlice = (id, size) => store.remove(id, size);
     if (o.session ?? !o.readOnly) await meta.newSession();
@@ -92,15 +121,27 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
       ...o.vfs,
     });
     let closed: Promise<void> | undefined;
+    const flushMs = o.stagingFlushMs ?? 30_000;
+    const closeStaging = async () => {
+      if (!staging) return;
+      await recovered;
+      if (flushMs > 0 && !(await staging.flush(flushMs))) {
+        const left = staging.stats();
+        log(`writeback: ${left.pending} block(s) (${left.pendingBytes} bytes) stay staged in ${cache?.disk?.stagingDir}; the next mount uploads them`);
+      }
+      await staging.close();
+    };
     return {
       meta,
       objects,
       cache,
       store,
+      staging,
+      recovered,
       vfs,
       cacheConfig: cfg,
-      // The cache closes after the VFS so queued disk-cache writes of the last uploads finish.
-      close: () => (closed ??= vfs.shutdown().finally(() => cache?.close())),
+      // The cache closes after the VFS (and the staging uploads) so queued disk-cache writes finish.
+      close: () => (closed ??= vfs.shutdown().finally(() => closeStaging().finally(() => cache?.close()))),
     };
   } catch (e) {
     await meta.shutdown().catch(() => undefined);

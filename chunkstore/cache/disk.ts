@@ -3,6 +3,8 @@
  * cache directory can be shared with or inherited from `juicefs mount`:
  *   <dir>/<volume uuid>/.lock            random id of this cache disk
  *   <dir>/<volume uuid>/raw/<block key>  block + one BE CRC32-C per 32 KiB (checksum.ts)
+ *   <dir>/<volume uuid>/rawstaging/<key> writeback: a block not yet uploaded (same file format),
+ *                                        hard-linked into raw/ so reads find it like any cached block
  *
  * Guarantees (product.md 7):
  * - Never serves a corrupt or truncated file: every read is verified; a bad file is deleted and the
@@ -15,9 +17,12 @@
  * - Usable at once: the index is rebuilt from disk in the background; until that scan ends, a
  *   lookup of a key not yet indexed still tries the file.
  * - A file being written is never evicted: it enters the index only once renamed into place.
+ * - Staged (writeback) blocks are charged like cached ones but pinned: never evicted until
+ *   unstage() after their upload. Staging refuses (the caller uploads synchronously) instead of
+ *   going past the limit or the free-space floor.
  */
 import { randomUUID } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { BlockCache, CacheStats } from '../types.js';
 import {
@@ -102,6 +107,7 @@ function isNoSpace(code: string | undefined): boolean {
 export class DiskBlockCache implements BlockCache {
   readonly root: string;
   readonly rawDir: string;
+  readonly stagingDir: string;
   /** Resolves when the startup scan has finished (never rejects). */
   readonly ready: Promise<void>;
 
@@ -160,6 +166,7 @@ export class DiskBlockCache implements BlockCache {
     this.statfsIntervalMs = options.statfsIntervalMs ?? 1000;
     this.root = join(options.dir, options.uuid);
     this.rawDir = join(this.root, 'raw');
+    this.stagingDir = join(this.root, 'rawstaging');
     this.counters.capacityBytes = this.capacity;
     this.ready = this.start();
   }
@@ -346,26 +353,12 @@ export class DiskBlockCache implements BlockCache {
           return;
         }
       }
-      await this.maybeSample();
-      const charge = cacheFileLength(block.length) + PER_FILE_OVERHEAD;
-      const unlinks = this.makeRoom(charge, 1);
-      if (unlinks === undefined) {
+      const charge = await this.withRoom(block, () => this.writeFile(key, block));
+      if (charge === 'full') {
         this.counters.skipped++;
         return;
       }
-      this.used += charge;
-      this.reserved += charge;
-      if (this.used > this.peakUsed) this.peakUsed = this.used;
-      let stored = false;
-      try {
-        // The room we made is only real once the evicted files are gone.
-        await unlinks;
-        stored = await this.writeFile(key, block);
-      } finally {
-        this.reserved -= charge;
-        this.used -= charge;
-      }
-      if (!stored) return;
+      if (charge === undefined) return;
       if (this.pending.get(key) !== block) {
         // remove() ran while we were writing.
         await this.unlinkQuiet(join(this.rawDir, key));
@@ -379,17 +372,36 @@ export class DiskBlockCache implements BlockCache {
     }
   }
 
+  /**
+   * Makes room for a file holding `block` and keeps its charge reserved while `store` writes it.
+   * The charge when stored; 'full' when it cannot fit (everything left is pinned or being written);
+   * undefined when `store` failed.
+   */
+  private async withRoom(block: Buffer, store: () => Promise<boolean>): Promise<number | 'full' | undefined> {
+    await this.maybeSample();
+    const charge = cacheFileLength(block.length) + PER_FILE_OVERHEAD;
+    const unlinks = this.makeRoom(charge, 1);
+    if (unlinks === undefined) return 'full';
+    this.used += charge;
+    this.reserved += charge;
+    if (this.used > this.peakUsed) this.peakUsed = this.used;
+    try {
+      // The room we made is only real once the evicted files are gone.
+      await unlinks;
+      return (await store()) ? charge : undefined;
+    } finally {
+      this.reserved -= charge;
+      this.used -= charge;
+    }
+  }
+
   /** Writes `<path>.tmp` and renames it into place; false (and counted) on failure. */
-  private async writeFile(key: string, block: Buffer): Promise<boolean> {
-    const path = join(this.rawDir, key);
+  private async writeFile(key: string, block: Buffer, base = this.rawDir): Promise<boolean> {
+    const path = join(base, key);
     const tmp = `${path}.tmp`;
     const trailer = checksumTrailer(block);
     try {
-      const parent = dirname(path);
-      if (!this.knownDirs.has(parent)) {
-        await fsp.mkdir(parent, { recursive: true, mode: this.dirMode });
-        this.knownDirs.add(parent);
-      }
+      await this.ensureDir(dirname(path));
       const fh = await fsp.open(tmp, 'w', this.fileMode);
       try {
         const total = block.length + trailer.length;
@@ -419,6 +431,101 @@ export class DiskBlockCache implements BlockCache {
       }
       return false;
     }
+  }
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await fsp.mkdir(dir, { recursive: true, mode: this.dirMode });
+    this.knownDirs.add(dir);
+  }
+
+  // ---------------------------------------------------------------- writeback staging
+
+  /**
+   * Writes `block` to rawstaging/<key> and hard-links it into raw/ (upstream's layout), charged
+   * against the limit and pinned. False when it cannot be staged within the size limit and the
+   * free-space floor, or the write failed (ENOSPC...): the caller must then upload it itself.
+   */
+  async stage(key: string, block: Buffer): Promise<boolean> {
+    if (this.disabled || this.closed || Date.now() < this.bypassUntil || !isValidKey(key)) return false;
+    if (this.scanning) await this.ready;
+    if (this.disabled || this.writing.has(key)) return false;
+    this.writing.add(key);
+    try {
+      const charge = await this.withRoom(block, async () => (await this.writeFile(key, block, this.stagingDir)) && (await this.linkStaged(key)));
+      if (charge === 'full' || charge === undefined) return false;
+      this.pending.delete(key); // a racing put() of the same block is moot now
+      this.addEntry(key, charge, Date.now(), true);
+      return true;
+    } finally {
+      this.writing.delete(key);
+    }
+  }
+
+  /** raw/<key> as a second name of the staging file; on failure the staging file is removed. */
+  private async linkStaged(key: string): Promise<boolean> {
+    const staged = join(this.stagingDir, key);
+    const raw = join(this.rawDir, key);
+    try {
+      await this.ensureDir(dirname(raw));
+      try {
+        await fsp.link(staged, raw);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        // An older cache file of the same (immutable) key: replace it by the staged one.
+        await fsp.unlink(raw);
+        await fsp.link(staged, raw);
+      }
+      return true;
+    } catch {
+      this.counters.errors++;
+      await this.unlinkQuiet(staged);
+      return false;
+    }
+  }
+
+  /**
+   * The block of `key` is in the object store now: its staging name goes, and the raw/ name stays
+   * as an ordinary cache entry (evictable from now on), as upstream does after an upload.
+   */
+  async unstage(key: string): Promise<void> {
+    if (!isValidKey(key)) return;
+    const e = this.index.get(key);
+    if (e !== undefined) e.pinned = false;
+    await this.unlinkQuiet(join(this.stagingDir, key));
+  }
+
+  /** The staged block is no longer wanted (its slice was aborted or deleted): remove both names. */
+  async dropStaged(key: string): Promise<void> {
+    if (!isValidKey(key)) return;
+    this.pending.delete(key);
+    const e = this.index.get(key);
+    if (e !== undefined) this.unindex(key, e);
+    await Promise.all([this.unlinkQuiet(join(this.rawDir, key)), this.unlinkQuiet(join(this.stagingDir, key))]);
+  }
+
+  /**
+   * The staged block of `key`, verified; undefined when the file is corrupt or truncated. I/O
+   * errors (ENOENT when it is not staged) are thrown.
+   */
+  readStaged(key: string): Promise<Buffer | undefined> {
+    if (!isValidKey(key)) return Promise.resolve(undefined);
+    return this.readVerified(join(this.stagingDir, key), blockLengthOfKey(key));
+  }
+
+  /** Keys of every block under rawstaging/ (crashed writers' `.tmp` files older than an hour are removed). */
+  async listStaged(): Promise<string[]> {
+    const found: string[] = [];
+    try {
+      await this.walk(this.stagingDir, '', (key, path, st) => {
+        if (key.endsWith('.tmp')) return Date.now() - st.mtimeMs > STALE_TMP_MS ? this.unlinkQuiet(path) : undefined;
+        if (isValidKey(key)) found.push(key);
+        return undefined;
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return found;
   }
 
   // ---------------------------------------------------------------- space accounting
@@ -619,12 +726,26 @@ export class DiskBlockCache implements BlockCache {
     prefix: string,
     out: Array<{ key: string; charge: number; atime: number; pinned: boolean }>,
   ): Promise<void> {
+    await this.walk(dir, prefix, async (key, path, st) => {
+      if (key.endsWith('.tmp')) {
+        // A crashed writer's leftover (live writers finish in well under an hour).
+        if (Date.now() - st.mtimeMs > STALE_TMP_MS) await this.unlinkQuiet(path);
+        return;
+      }
+      if (!isValidKey(key)) return;
+      // Link count > 1: a writeback block (ours or upstream's) still staged, so pinned.
+      out.push({ key, charge: st.size + PER_FILE_OVERHEAD, atime: Math.max(st.atimeMs, st.mtimeMs), pinned: st.nlink > 1 });
+    });
+  }
+
+  /** Calls `visit` for every regular file under `dir` (key = path relative to the walk's root). */
+  private async walk(dir: string, prefix: string, visit: (key: string, path: string, st: Stats) => Promise<void> | undefined): Promise<void> {
     const names = await fsp.readdir(dir, { withFileTypes: true });
     for (const d of names) {
       const key = prefix + d.name;
       const path = join(dir, d.name);
       let isDir = d.isDirectory();
-      let st;
+      let st: Stats | undefined;
       if (!isDir && !d.isFile()) {
         // Some filesystems report no type in readdir: ask lstat. Symlinks are never ours.
         if (d.isSymbolicLink()) continue;
@@ -638,7 +759,7 @@ export class DiskBlockCache implements BlockCache {
       }
       if (isDir) {
         this.knownDirs.add(path);
-        await this.scanDir(path, key + '/', out);
+        await this.walk(path, key + '/', visit);
         continue;
       }
       try {
@@ -646,18 +767,7 @@ export class DiskBlockCache implements BlockCache {
       } catch {
         continue; // evicted or removed meanwhile
       }
-      if (key.endsWith('.tmp')) {
-        // A crashed writer's leftover (live writers finish in well under an hour).
-        if (Date.now() - st.mtimeMs > STALE_TMP_MS) await this.unlinkQuiet(path);
-        continue;
-      }
-      if (!isValidKey(key)) continue;
-      out.push({
-        key,
-        charge: st.size + PER_FILE_OVERHEAD,
-        atime: Math.max(st.atimeMs, st.mtimeMs),
-        pinned: st.nlink > 1,
-      });
+      await visit(key, path, st);
     }
   }
 }

@@ -47,6 +47,7 @@ interface MountFlags {
   cacheDir?: string;
   cacheSize?: string;
   cacheConfig?: string;
+  writeback?: boolean;
   ticketFile?: string;
   prefix?: string;
   logFile?: string;
@@ -274,6 +275,7 @@ export function register(program: Command): void {
     .option('--cache-dir <dir>', 'disk cache directory')
     .option('--cache-size <size>', 'disk cache size, e.g. 10G')
     .option('--cache-config <file>', 'JSON file with cache knobs (custom profile)')
+    .option('--writeback', 'custom profile: commit writes once staged in the disk cache, upload in the background')
     .option('--ticket-file <file>', 'mount with a signed mount ticket')
     .option('--prefix <prefix>', 'Redis key prefix of the volume (meta URL sources)')
     .option('--log-file <file>', 'daemon log file')
@@ -306,7 +308,7 @@ export function register(program: Command): void {
       const argv = ['mount'];
       if (source) argv.push(source);
       argv.push(mp);
-      for (const [k, v] of Object.entries({ readOnly: '--read-only' })) if (flags[k as keyof MountFlags]) argv.push(v);
+      for (const [k, v] of Object.entries({ readOnly: '--read-only', writeback: '--writeback' })) if (flags[k as keyof MountFlags]) argv.push(v);
       for (const [k, v] of Object.entries({ cacheProfile: '--cache-profile', cacheDir: '--cache-dir', cacheSize: '--cache-size', cacheConfig: '--cache-config', ticketFile: '--ticket-file', prefix: '--prefix' })) {
         const val = flags[k as keyof MountFlags];
         if (typeof val === 'string') argv.push(v, k === 'cacheDir' || k === 'cacheConfig' || k === 'ticketFile' ? path.resolve(val) : val);
