@@ -201,11 +201,16 @@ export interface Format {
  * filesystem-level failures; anything else (connection loss...) is mapped to EIO by the VFS.
  */
 export class MetaError extends Error {
-  constructor(
-    readonly code: ErrnoCode,
-    message?: string,
-  ) {
+  readonly code: ErrnoCode;
+  constructor(code: ErrnoCode, message?: string) {
+    // Bare errno errors (ENOENT from a lookup, EEXIST...) are normal answers, thousands per second
+    // under `ls` or `make`; capturing a stack trace for each costs more than the rest of the
+    // request. Errors with a message (the unexpected ones) keep their stack.
+    const limit = Error.stackTraceLimit;
+    if (message === undefined) Error.stackTraceLimit = 0;
     super(message ?? code);
+    Error.stackTraceLimit = limit;
+    this.code = code;
     this.name = 'MetaError';
   }
   get errno(): number {
