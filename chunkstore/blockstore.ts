@@ -11,6 +11,7 @@
  * of uploaded before the slice is committed; it is uploaded in the background, and reads of a
  * block still staged are served from its staging file.
  */
+import { Limiter } from '../metadata/limiter.js';
 import type { WritebackStaging } from './cache/staging.js';
 import { codecFor, CorruptBlockError, type Codec } from './compress.js';
 import { blockCount, blockKey, blockSize } from './keys.js';
@@ -39,6 +40,11 @@ export interface BlockStoreOptions {
    * reader walking a compressed block in small pieces does not fetch and decode it per piece.
    */
   recentBlocks?: number;
+  /**
+   * Whole blocks fetched in the background after a small range GET (upstream --prefetch): this
+   * many at once, at most PREFETCH_QUEUE waiting, further requests dropped (default 1; 0 = off).
+   */
+  prefetch?: number;
 }
 
 /** Counters for `.stats`-style reporting; mutated in place. */
@@ -67,23 +73,45 @@ export class BlockIOError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Counting semaphore: bounds concurrent object requests without queuing closures per byte. */
-class Limiter {
+/** Waiting prefetch requests beyond the running ones; more are dropped (as upstream does). */
+const PREFETCH_QUEUE = 10;
+
+/**
+ * Background whole-block loads with a fixed number of workers and a short queue. Dropping instead
+ * of queueing without bound keeps prefetches from crowding out the foreground GETs of a random
+ * reader, which would otherwise fetch every block of a file in full while it waits for 4 KiB.
+ */
+class Prefetcher {
+  private readonly queue: { key: string; bsize: number }[] = [];
+  private readonly wanted = new Set<string>();
   private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly max: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
+  constructor(
+    private readonly workers: number,
+    private readonly load: (key: string, bsize: number) => Promise<unknown>,
+  ) {}
+
+  request(key: string, bsize: number): void {
+    if (this.workers <= 0 || this.wanted.has(key) || this.queue.length >= PREFETCH_QUEUE) return;
+    this.wanted.add(key);
+    this.queue.push({ key, bsize });
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < this.workers && this.queue.length > 0) {
+      const job = this.queue.shift()!;
+      this.active++;
+      this.load(job.key, job.bsize)
+        .catch(() => undefined)
+        .finally(() => {
+          this.active--;
+          this.wanted.delete(job.key);
+          this.pump();
+        });
     }
   }
 }
+
 
 export class ObjectBlockStore implements BlockStore {
   readonly config: BlockStoreConfig;
@@ -103,6 +131,7 @@ export class ObjectBlockStore implements BlockStore {
   private readonly retryMaxMs: number;
   private readonly downloads: Limiter;
   private readonly cacheFullBlocks: boolean;
+  private readonly prefetcher: Prefetcher;
   /** Whole-block fetches in flight, by key: concurrent readers of one block share one GET. */
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** Small LRU of decoded blocks (insertion order of a Map), used only without a cache. */
@@ -128,6 +157,7 @@ export class ObjectBlockStore implements BlockStore {
     this.downloads = new Limiter(options.maxDownloads ?? 64);
     this.cacheFullBlocks = options.cacheFullBlocksOnWrite ?? false;
     this.recentMax = options.recentBlocks ?? (cache ? 0 : 4);
+    this.prefetcher = new Prefetcher(cache ? (options.prefetch ?? 1) : 0, (key, bsize) => this.prefetchBlock(key, bsize));
   }
 
   private remember(key: string, block: Buffer): void {
@@ -218,6 +248,8 @@ export class ObjectBlockStore implements BlockStore {
       const staged = await this.staging.read(key);
       if (staged !== undefined && staged.length === bsize) return staged.subarray(off, off + len);
     }
+    // A whole-block fetch in flight (a prefetch or another reader's) serves this read too: one
+    // more request for the same bytes would only compete with it (upstream's piggyback).
     const pending = this.inflight.get(key);
     if (pending) return (await pending).subarray(off, off + len);
     // Upstream's rule: a small piece of an uncompressed block is a range GET (it is not cached);
@@ -225,7 +257,7 @@ export class ObjectBlockStore implements BlockStore {
     if (this.codec.name === 'none' && len < bsize && (this.cache === undefined || len <= bsize / 4)) {
       // With a cache, also fetch the whole block in the background (upstream's --prefetch), so the
       // next read of this block — random or sequential — is a cache hit instead of another GET.
-      if (this.cache) this.loadBlock(key, bsize).catch(() => undefined);
+      if (this.cache) this.prefetcher.request(key, bsize);
       return this.rangeGet(key, off, len);
     }
     return (await this.loadBlock(key, bsize)).subarray(off, off + len);
@@ -254,6 +286,13 @@ export class ObjectBlockStore implements BlockStore {
     const staged = await this.staging.read(key);
     if (staged === undefined) throw err;
     return staged;
+  }
+
+  /** A prefetch: skipped when the block is cached (or being fetched) by the time its turn comes. */
+  private async prefetchBlock(key: string, bsize: number): Promise<void> {
+    if (this.inflight.has(key)) return;
+    if (this.cache && (await this.cache.get(key))?.length === bsize) return;
+    await this.loadBlock(key, bsize);
   }
 
   /** Whole plaintext block, shared by concurrent callers; fills the cache. */

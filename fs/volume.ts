@@ -88,6 +88,7 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
         maxUploads: cfg.uploadConcurrency,
       },
       cache,
+      { prefetch: cfg.prefetch },
     );
     // Blocks staged on this disk (writeback now, or by an earlier mount that crashed or did not
     // wait) are uploaded in the background whatever this mount's writeback setting.
