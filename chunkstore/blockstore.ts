@@ -12,7 +12,7 @@
  * block still staged are served from its staging file.
  */
 import { Limiter } from '../metadata/limiter.js';
-import type { WritebackStaging } from './cache/staging.js';
+import type { StagingStats, WritebackStaging } from './cache/staging.js';
 import { codecFor, CorruptBlockError, type Codec } from './compress.js';
 import { blockCount, blockKey, blockSize } from './keys.js';
 import {
@@ -175,6 +175,11 @@ export class ObjectBlockStore implements BlockStore {
     this.staging = staging;
     this.writeback = writeback;
   }
+  /** Counters of the writeback staging area, if this store has one. */
+  stagingStats(): StagingStats | undefined {
+    return this.staging?.stats();
+  }
+
 
   key(id: number, index: number, bsize: number): string {
     return blockKey(id, index, bsize, this.config.hashPrefix);

@@ -34,7 +34,8 @@ import {
 } from '../metadata/types.js';
 import type { BlockCache, BlockStore } from '../chunkstore/types.js';
 import type { BlockStoreStats } from '../chunkstore/blockstore.js';
-import { cacheStatsToPrometheus } from '../chunkstore/cache/metrics.js';
+import { cacheStatsToPrometheus, stagingStatsToPrometheus } from '../chunkstore/cache/metrics.js';
+import type { StagingStats } from '../chunkstore/cache/staging.js';
 import type { AttrReply, DirEntryPlus, EntryReply, OpenReply, Vfs } from './types.js';
 import { asMetaError, errnoName } from './errors.js';
 import { STD, metrics as defaultRegistry, type MetricsRegistry } from './metrics.js';
@@ -299,6 +300,15 @@ export class VfsImpl implements Vfs {
     const cache = (this.store as BlockStore & { cache?: BlockCache }).cache;
     if (cache && typeof cache.stats === 'function') {
       this.collectors.push(reg.addCollector(() => cacheStatsToPrometheus(cache.stats())));
+    }
+    const staged = this.store as BlockStore & { stagingStats?: () => StagingStats | undefined };
+    if (typeof staged.stagingStats === 'function') {
+      this.collectors.push(
+        reg.addCollector(() => {
+          const s = staged.stagingStats!();
+          return s ? stagingStatsToPrometheus(s) : '';
+        }),
+      );
     }
   }
 

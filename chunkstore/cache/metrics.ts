@@ -4,6 +4,7 @@
  * labelled `tier="memory"|"disk"`, plus `tier="all"` for the composite as seen by the block store.
  */
 import type { CacheStats } from '../types.js';
+import type { StagingStats } from './staging.js';
 
 interface Metric {
   field: keyof Omit<CacheStats, 'tiers'>;
@@ -35,6 +36,29 @@ export function cacheStatsToPrometheus(stats: CacheStats, prefix = 'artifacts_bl
     const name = `${prefix}_${m.name}`;
     lines.push(`# HELP ${name} ${m.help}`, `# TYPE ${name} ${m.type}`);
     for (const [tier, s] of series) lines.push(`${name}{tier="${tier}"} ${s[m.field]}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+const STAGING_METRICS: ReadonlyArray<{ field: keyof StagingStats; name: string; type: 'counter' | 'gauge'; help: string }> = [
+  { field: 'staged', name: 'staged_total', type: 'counter', help: 'Blocks written to rawstaging/ (writeback).' },
+  { field: 'stagedBytes', name: 'staged_bytes_total', type: 'counter', help: 'Bytes written to rawstaging/.' },
+  { field: 'uploaded', name: 'uploaded_total', type: 'counter', help: 'Staged blocks uploaded and unstaged.' },
+  { field: 'uploadedBytes', name: 'uploaded_bytes_total', type: 'counter', help: 'Bytes of staged blocks uploaded.' },
+  { field: 'uploadFailures', name: 'upload_failures_total', type: 'counter', help: 'Failed upload attempts of staged blocks (retried).' },
+  { field: 'refused', name: 'refused_total', type: 'counter', help: 'Blocks that could not be staged and were uploaded synchronously.' },
+  { field: 'recovered', name: 'recovered_total', type: 'counter', help: 'Staged blocks found at startup.' },
+  { field: 'corrupt', name: 'corrupt_total', type: 'counter', help: 'Staged files failing verification (kept, never uploaded).' },
+  { field: 'pending', name: 'pending_blocks', type: 'gauge', help: 'Blocks staged and not yet uploaded.' },
+  { field: 'pendingBytes', name: 'pending_bytes', type: 'gauge', help: 'Bytes staged and not yet uploaded.' },
+];
+
+/** Writeback staging counters as Prometheus text (for `.stats`). */
+export function stagingStatsToPrometheus(stats: StagingStats, prefix = 'artifacts_staging'): string {
+  const lines: string[] = [];
+  for (const m of STAGING_METRICS) {
+    const name = `${prefix}_${m.name}`;
+    lines.push(`# HELP ${name} ${m.help}`, `# TYPE ${name} ${m.type}`, `${name} ${stats[m.field]}`);
   }
   return lines.join('\n') + '\n';
 }

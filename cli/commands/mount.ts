@@ -48,6 +48,8 @@ interface MountFlags {
   cacheSize?: string;
   cacheConfig?: string;
   writeback?: boolean;
+  enableCap?: boolean;
+  enableSelinux?: boolean;
   ticketFile?: string;
   prefix?: string;
   logFile?: string;
@@ -124,6 +126,7 @@ async function serveForeground(source: string | undefined, mountpoint: string, f
       mountPoint: mountpoint,
       cache,
       credentials: creds && { accessKey: creds.ACCESS_KEY_ID, secretKey: creds.SECRET_ACCESS_KEY, sessionToken: creds.SESSION_TOKEN },
+      vfs: { enableCap: flags.enableCap === true, enableSelinux: flags.enableSelinux === true },
     });
   } catch (e) {
     await release();
@@ -276,6 +279,8 @@ export function register(program: Command): void {
     .option('--cache-size <size>', 'disk cache size, e.g. 10G')
     .option('--cache-config <file>', 'JSON file with cache knobs (custom profile)')
     .option('--writeback', 'custom profile: commit writes once staged in the disk cache, upload in the background')
+    .option('--enable-cap', 'store security.capability xattrs (off: the kernel asks on every write; as juicefs)')
+    .option('--enable-selinux', 'store security.selinux xattrs (off by default, as juicefs)')
     .option('--ticket-file <file>', 'mount with a signed mount ticket')
     .option('--prefix <prefix>', 'Redis key prefix of the volume (meta URL sources)')
     .option('--log-file <file>', 'daemon log file')
@@ -308,7 +313,7 @@ export function register(program: Command): void {
       const argv = ['mount'];
       if (source) argv.push(source);
       argv.push(mp);
-      for (const [k, v] of Object.entries({ readOnly: '--read-only', writeback: '--writeback' })) if (flags[k as keyof MountFlags]) argv.push(v);
+      for (const [k, v] of Object.entries({ readOnly: '--read-only', writeback: '--writeback', enableCap: '--enable-cap', enableSelinux: '--enable-selinux' })) if (flags[k as keyof MountFlags]) argv.push(v);
       for (const [k, v] of Object.entries({ cacheProfile: '--cache-profile', cacheDir: '--cache-dir', cacheSize: '--cache-size', cacheConfig: '--cache-config', ticketFile: '--ticket-file', prefix: '--prefix' })) {
         const val = flags[k as keyof MountFlags];
         if (typeof val === 'string') argv.push(v, k === 'cacheDir' || k === 'cacheConfig' || k === 'ticketFile' ? path.resolve(val) : val);

@@ -20,6 +20,7 @@ import { FaultObjectStore } from '../../chunkstore/object/fault.js';
 import { createObjectStore } from '../../chunkstore/object/index.js';
 import type { ObjectStore } from '../../chunkstore/types.js';
 import { openVolume, type OpenVolume } from '../../fs/volume.js';
+import { STATS_INODE } from '../../fs/system.js';
 import { formatMeta, newFormat } from '../../metadata/format.js';
 import { ROOT_CTX, ROOT_INODE, type Ino } from '../../metadata/types.js';
 import { format as jfsFormat, fsck } from '../helpers/juicefs.js';
@@ -87,6 +88,16 @@ async function writeFile(v: OpenVolume, name: string, data: Buffer): Promise<Ino
   for (let off = 0; off < data.length; off += MiB) await v.vfs.write(ROOT_CTX, e.ino, e.fh, off, data.subarray(off, off + MiB));
   await v.vfs.release(ROOT_CTX, e.ino, e.fh);
   return e.ino;
+}
+
+/** What `.stats` in the mount root shows, read through the VFS. */
+async function readStatsText(v: OpenVolume): Promise<string> {
+  const h = await v.vfs.open(ROOT_CTX, STATS_INODE, 0);
+  try {
+    return (await v.vfs.read(ROOT_CTX, STATS_INODE, h.fh, 0, 4 << 20)).toString('utf8');
+  } finally {
+    await v.vfs.release(ROOT_CTX, STATS_INODE, h.fh);
+  }
 }
 
 async function readFile(v: OpenVolume, ino: Ino, len: number): Promise<Buffer> {
@@ -193,6 +204,10 @@ describe('writeback staging', { timeout: 120_000 }, () => {
       await waitFor('a failed upload', async () => v.staging!.stats().uploadFailures >= 2);
       const st = v.staging!.stats();
       expect(st.pending).toBe(2);
+      // `.stats` in the mount root exports the same counters.
+      const text = await readStatsText(v);
+      expect(text).toMatch(/^artifacts_staging_pending_blocks 2$/m);
+      expect(Number(/^artifacts_staging_upload_failures_total (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(2);
       expect((await stagedFiles(vol)).sort()).toEqual([...keys].sort());
       expect(faults[0]!.calls.get).toBe(0); // nothing was asked of the store for the reads
 

@@ -97,6 +97,32 @@ describe('namespace and listings', () => {
   });
 });
 
+describe('security xattrs (upstream --enable-cap / --enable-selinux)', () => {
+  it('are not stored by default, and are with the options on', async () => {
+    const vol = await makeVolume({ redis, db: 9, dir: `${dir}/vcap`, trashDays: 0 });
+    const off = await vol.mount();
+    const on = await vol.mount({ enableCap: true, enableSelinux: true });
+    try {
+      const f = await create(off, ROOT_INODE, 'capfile');
+      await off.vfs.release(root, f.ino, f.fh);
+      const cap = Buffer.from([1, 0, 0, 2]);
+      for (const n of ['security.capability', 'security.selinux']) {
+        await expect(off.vfs.setxattr(root, f.ino, n, cap, 0)).rejects.toMatchObject({ code: 'ENOTSUP' });
+        await expect(off.vfs.removexattr(root, f.ino, n)).rejects.toMatchObject({ code: 'ENOTSUP' });
+        await on.vfs.setxattr(root, f.ino, n, cap, 0);
+        expect(await on.vfs.getxattr(root, f.ino, n)).toEqual(cap);
+        // Stored in Redis, yet a mount without the option answers ENODATA without looking.
+        await expect(off.vfs.getxattr(root, f.ino, n)).rejects.toMatchObject({ code: 'ENODATA' });
+      }
+      await off.vfs.setxattr(root, f.ino, 'security.other', cap, 0);
+      expect(await off.vfs.getxattr(root, f.ino, 'security.other')).toEqual(cap);
+    } finally {
+      await off.close();
+      await on.close();
+    }
+  });
+});
+
 describe('data path on one mount', () => {
   let vol: Volume;
   let m: Mount;
