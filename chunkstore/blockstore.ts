@@ -509,7 +509,8 @@ export class ObjectSliceWriter implements SliceWriter {
   private openBlock(i: number, need: number): OpenBlock {
     let b = this.blocks[i];
     if (b === undefined) {
-      b = { buf: Buffer.allocUnsafe(this.capacityFor(need)), len: 0, contiguous: true, state: 'open', bsize: 0 };
+      // A slice reaching into its second block is a stream: its later blocks get full buffers.
+      b = { buf: Buffer.allocUnsafe(this.capacityFor(i > 0 ? this.bs : need)), len: 0, contiguous: true, state: 'open', bsize: 0 };
       this.blocks[i] = b;
       return b;
     }
@@ -523,6 +524,10 @@ export class ObjectSliceWriter implements SliceWriter {
   }
 
   private capacityFor(need: number): number {
+    // Past a quarter block the data is a stream, not a small file: take the whole block at once
+    // rather than copying it through every doubling (a 1 MiB-write stream otherwise copies each
+    // block twice more than it writes it).
+    if (need > this.bs / 4) return this.bs;
     let cap = MIN_BLOCK_BUFFER;
     while (cap < need) cap *= 2;
     return Math.min(cap, this.bs);
