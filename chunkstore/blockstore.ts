@@ -233,12 +233,21 @@ export class ObjectBlockStore implements BlockStore {
     const bsize = blockSize(size, index, this.config.blockSize);
     const key = this.key(id, index, bsize);
     if (this.cache) {
-      const cached = await this.cache.get(key);
-      if (cached !== undefined && cached.length === bsize) {
-        this.stats.cacheHits++;
-        return cached.subarray(off, off + len);
+      if (len <= bsize / 4 && this.cache.getRange) {
+        // A small piece of a block reads only that piece from the disk tier (verified per 32 KiB).
+        const piece = await this.cache.getRange(key, off, len);
+        if (piece !== undefined && piece.length === len) {
+          this.stats.cacheHits++;
+          return piece;
+        }
+      } else {
+        const cached = await this.cache.get(key);
+        if (cached !== undefined && cached.length === bsize) {
+          this.stats.cacheHits++;
+          return cached.subarray(off, off + len);
+        }
+        if (cached !== undefined) this.cache.remove(key); // wrong length: not our block
       }
-      if (cached !== undefined) this.cache.remove(key); // wrong length: not our block
       this.stats.cacheMisses++;
     } else if (this.recentMax > 0) {
       const recent = this.recent.get(key);
@@ -296,7 +305,7 @@ export class ObjectBlockStore implements BlockStore {
   /** A prefetch: skipped when the block is cached (or being fetched) by the time its turn comes. */
   private async prefetchBlock(key: string, bsize: number): Promise<void> {
     if (this.inflight.has(key)) return;
-    if (this.cache && (await this.cache.get(key))?.length === bsize) return;
+    if (this.cache?.has ? this.cache.has(key) : (await this.cache?.get(key))?.length === bsize) return;
     await this.loadBlock(key, bsize);
   }
 

@@ -116,6 +116,13 @@ export interface CacheStats {
  */
 export interface BlockCache {
   get(key: string): Promise<Buffer | undefined>;
+  /**
+   * Bytes [off, off+len) of a cached block, reading (and verifying) only what covers them where the
+   * tier allows: a 4 KiB random read must not cost a 4 MiB disk read. Optional.
+   */
+  getRange?(key: string, off: number, len: number): Promise<Buffer | undefined>;
+  /** Whether the block is (or is being) cached, without reading it or counting a hit. Optional. */
+  has?(key: string): boolean;
   /** Fire-and-forget insert (the disk write happens in the background; failures are only counted). */
   put(key: string, block: Buffer): void;
   remove(key: string): void;

@@ -67,3 +67,17 @@ export function blockLengthOfKey(key: string): number {
   }
   return Number.isSafeInteger(n) ? n : -1;
 }
+
+/**
+ * True when `data` holds pieces [firstPiece, firstPiece + n) of a block (each CHECKSUM_PIECE bytes,
+ * the last possibly short) whose checksums are the n big-endian words of `sums`.
+ */
+export function verifyPieces(data: Buffer, sums: Buffer): boolean {
+  const n = Math.ceil(data.length / CHECKSUM_PIECE);
+  if (sums.length !== 4 * n) return false;
+  for (let i = 0; i < n; i++) {
+    const piece = data.subarray(i * CHECKSUM_PIECE, Math.min((i + 1) * CHECKSUM_PIECE, data.length));
+    if (crc32c(piece) !== sums.readUInt32BE(4 * i)) return false;
+  }
+  return true;
+}

@@ -31,8 +31,13 @@ import {
   checksumTrailer,
   dataLengthOfFile,
   verifyCacheFile,
+  verifyPieces,
+  CHECKSUM_PIECE,
 } from './checksum.js';
 import { emptyStats } from './stats.js';
+
+/** Marks a short read in getRange (a truncated cache file). */
+const EMPTY_PIECES = Buffer.alloc(0);
 
 export type EvictionPolicy = 'lru' | '2-random';
 
@@ -200,6 +205,59 @@ export class DiskBlockCache implements BlockCache {
     if (current !== undefined) this.touch(key, current);
     else if (this.scanning) this.addEntry(key, cacheFileLength(block.length) + PER_FILE_OVERHEAD, Date.now(), false);
     return this.hit(block);
+  }
+
+  has(key: string): boolean {
+    return this.index.has(key) || this.pending.has(key) || this.writing.has(key);
+  }
+
+  /**
+   * A range of a cached block: reads the 32 KiB pieces that cover it and their checksums only
+   * (upstream's disk cache does the same), so random reads of large files cost a piece, not a block.
+   * A piece whose checksum fails drops the whole file, as get() does.
+   */
+  async getRange(key: string, off: number, len: number): Promise<Buffer | undefined> {
+    const queued = this.pending.get(key);
+    if (queued !== undefined) return this.hit(queued.subarray(off, off + len));
+    if (this.disabled || !isValidKey(key)) return this.miss();
+    const entry = this.index.get(key);
+    if (entry === undefined && !this.scanning) return this.miss();
+    const dataLen = blockLengthOfKey(key);
+    if (dataLen < 0 || off < 0 || len <= 0 || off + len > dataLen) {
+      const whole = await this.get(key);
+      return whole?.subarray(off, off + len);
+    }
+    const first = Math.floor(off / CHECKSUM_PIECE);
+    const end = Math.ceil((off + len) / CHECKSUM_PIECE); // exclusive
+    const start = first * CHECKSUM_PIECE;
+    const stop = Math.min(end * CHECKSUM_PIECE, dataLen);
+    let data: Buffer;
+    let sums: Buffer;
+    try {
+      const fh = await fsp.open(join(this.rawDir, key), 'r');
+      try {
+        data = Buffer.allocUnsafe(stop - start);
+        sums = Buffer.allocUnsafe(4 * (end - first));
+        const [d, t] = await Promise.all([fh.read(data, 0, data.length, start), fh.read(sums, 0, sums.length, dataLen + 4 * first)]);
+        // Short reads mean a truncated file: corrupt, like a checksum mismatch.
+        if (d.bytesRead !== data.length || t.bytesRead !== sums.length) data = EMPTY_PIECES;
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT') this.counters.errors++;
+      if (code === 'ENOENT' || code === 'EIO') this.dropEntry(key, code === 'EIO');
+      return this.miss();
+    }
+    if (data === EMPTY_PIECES || !verifyPieces(data, sums)) {
+      this.counters.corrupt++;
+      this.dropEntry(key, true);
+      return this.miss();
+    }
+    const current = this.index.get(key);
+    if (current !== undefined) this.touch(key, current);
+    return this.hit(data.subarray(off - start, off - start + len));
   }
 
   put(key: string, block: Buffer): void {

@@ -30,6 +30,10 @@ export class MemoryBlockCache implements BlockCache {
     });
   }
 
+  has(key: string): boolean {
+    return this.lru.has(key);
+  }
+
   get(key: string): Promise<Buffer | undefined> {
     const block = this.lru.get(key);
     if (block === undefined) {

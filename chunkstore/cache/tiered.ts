@@ -43,6 +43,29 @@ export class TieredBlockCache implements BlockCache {
     return undefined;
   }
 
+  has(key: string): boolean {
+    return this.memory?.has(key) === true || this.disk?.has(key) === true;
+  }
+
+  /**
+   * A range of a block: the memory tier's copy if it has one, else the disk tier's pieces that
+   * cover the range. A partial read does not promote the block into memory (that would mean
+   * reading all of it from disk, the cost this method exists to avoid).
+   */
+  async getRange(key: string, off: number, len: number): Promise<Buffer | undefined> {
+    if (this.memory !== undefined) {
+      const b = await this.memory.get(key);
+      if (b !== undefined) return this.hit(b.subarray(off, off + len));
+    }
+    if (this.disk !== undefined) {
+      const pending = this.diskReads.get(key);
+      const b = pending ? (await pending)?.subarray(off, off + len) : await this.disk.getRange(key, off, len);
+      if (b !== undefined) return this.hit(b);
+    }
+    this.counters.misses++;
+    return undefined;
+  }
+
   put(key: string, block: Buffer): void {
     this.memory?.put(key, block);
     this.disk?.put(key, block);

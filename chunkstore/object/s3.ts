@@ -30,6 +30,7 @@ import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { NotFoundError, type ObjectInfo, type ObjectStore } from '../types.js';
+import { RawHttpPool, RawHttpUnsupported } from './http1.js';
 
 export interface S3StoreOptions {
   /** Base URL of the service, e.g. `http://127.0.0.1:8333`; omit for AWS (derived from region). */
@@ -55,6 +56,8 @@ export interface S3StoreOptions {
   disable100Continue?: boolean;
   /** GET and PUT through the SDK instead of the direct signed requests (default false). */
   sdkDataPath?: boolean;
+  /** Direct GETs through node:http even on http: endpoints, not the leaner client of http1.ts. */
+  nodeHttpGets?: boolean;
 }
 
 /** SHA-256 / HMAC-SHA-256 in the shape the SigV4 signer expects, on node:crypto. */
@@ -100,6 +103,24 @@ function isTransient(err: unknown): boolean {
   if (err instanceof S3ResponseError) return err.$retryable;
   const e = err as NodeJS.ErrnoException | null;
   return (e?.code !== undefined && TRANSIENT_CODES.has(e.code)) || e?.name === 'TimeoutError' || /socket hang up|aborted/i.test(e?.message ?? '');
+}
+
+/** The error for a non-success response whose body (an S3 `<Error>` document) is `body`. */
+function responseError(method: string, status: number, body: Buffer, key: string): Error {
+  const xml = body.toString('utf8', 0, Math.min(body.length, 64 * 1024));
+  const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
+  if (method === 'GET' && status === 404 && (code === undefined || code === 'NoSuchKey')) return new NotFoundError(key);
+  const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1] ?? '';
+  return new S3ResponseError(status, code ?? `Http${status}`, `${message} (${method} ${key})`);
+}
+
+/** A complete GET response as the object store's answer: the bytes asked for, or the error. */
+function getResult(status: number, body: Buffer, key: string, range: string | undefined): Buffer {
+  // A server that ignores Range answers 200 with the whole object: cut the range out.
+  if (status === 200) return range ? cutRange(body, range) : body;
+  if (status === 206) return body;
+  if (status === 416) return EMPTY; // offset at or past the end
+  throw responseError('GET', status, body, key);
 }
 
 /** The bytes a `bytes=a-b` / `bytes=a-` range selects from a whole object. */
@@ -173,6 +194,8 @@ export class S3ObjectStore implements ObjectStore {
   private readonly maxAttempts: number;
   private readonly connectTimeoutMs: number;
   private readonly requestTimeoutMs: number;
+  /** GETs on plain-http endpoints read bodies straight into their Buffer (http1.ts). */
+  private rawGets: RawHttpPool | undefined;
 
   constructor(readonly options: S3StoreOptions) {
     this.bucket = options.bucket;
@@ -217,6 +240,7 @@ export class S3ObjectStore implements ObjectStore {
       credentials && !options.sdkDataPath
         ? new SignatureV4({ credentials, region: options.region, service: 's3', sha256: NodeSha256, uriEscapePath: false, applyChecksum: false })
         : undefined;
+    if (this.signer && !secure && !options.nodeHttpGets) this.rawGets = new RawHttpPool(this.reqHostname, this.reqPort ?? 80, maxSockets, this.connectTimeoutMs);
     if (options.disable100Continue) this.client.middlewareStack.remove('addExpectContinueMiddleware');
     // Like upstream juicefs, sign requests with UNSIGNED-PAYLOAD: otherwise SigV4 hashes every
     // 4 MiB block body with SHA-256 before sending it (the body is still protected by TLS on https).
@@ -281,6 +305,19 @@ export class S3ObjectStore implements ObjectStore {
     if (range) headers.range = range;
     if (body) headers['content-length'] = String(body.length);
     const signed = await this.signer!.sign({ method, protocol: this.transport === https ? 'https:' : 'http:', hostname: this.reqHostname, port: this.reqPort, path, headers, query: {} });
+    if (method === 'GET' && this.rawGets) {
+      let head = `GET ${path} HTTP/1.1\r\n`;
+      for (const [k, v] of Object.entries(signed.headers)) head += `${k}: ${v}\r\n`;
+      try {
+        const r = await this.rawGets.request(head + '\r\n', this.requestTimeoutMs);
+        return getResult(r.status, r.body, key, range);
+      } catch (e) {
+        if (!(e instanceof RawHttpUnsupported)) throw e;
+        // A server answering in a shape the lean client does not take: node:http from now on.
+        this.rawGets.close();
+        this.rawGets = undefined;
+      }
+    }
     return new Promise<Buffer>((resolve, reject) => {
       let settled = false;
       const finish = (err: Error | null, value?: Buffer) => {
@@ -330,11 +367,7 @@ export class S3ObjectStore implements ObjectStore {
           res.on('error', (e) => finish(e));
           res.on('end', () => {
             if (method === 'GET' && status === 416) return finish(null, EMPTY); // offset at or past the end
-            const xml = Buffer.concat(parts).toString('utf8');
-            const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
-            if (method === 'GET' && status === 404 && (code === undefined || code === 'NoSuchKey')) return finish(new NotFoundError(key));
-            const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1] ?? '';
-            finish(new S3ResponseError(status, code ?? `Http${status}`, `${message} (${method} ${key})`));
+            finish(responseError(method, status, Buffer.concat(parts), key));
           });
         },
       );
@@ -401,5 +434,6 @@ export class S3ObjectStore implements ObjectStore {
   close(): void {
     this.client.destroy();
     this.agent.destroy();
+    this.rawGets?.close();
   }
 }

@@ -24,6 +24,16 @@ async function fresh(tag: string, opts: Partial<DiskCacheOptions> = {}): Promise
 }
 
 /** What upstream charges a block of `len` bytes: file size (data + checksums) + 4096. */
+/** Flip the lowest bit of the byte at `at` of a file in place. */
+async function flipByte(path: string, at: number): Promise<void> {
+  const fh = await fsp.open(path, 'r+');
+  const one = Buffer.alloc(1);
+  await fh.read(one, 0, 1, at);
+  one[0]! ^= 0x01;
+  await fh.write(one, 0, 1, at);
+  await fh.close();
+}
+
 const charge = (len: number) => cacheFileLength(len) + 4096;
 
 afterEach(async () => {
@@ -122,12 +132,7 @@ describe('disk block cache: verification', () => {
   ] as const) {
     it(`drops a file with a flipped ${what} and answers a miss`, async () => {
       const { c, key, path } = await cached('flip');
-      const fh = await fsp.open(path, 'r+');
-      const one = Buffer.alloc(1);
-      await fh.read(one, 0, 1, at);
-      one[0]! ^= 0x01;
-      await fh.write(one, 0, 1, at);
-      await fh.close();
+      await flipByte(path, at);
       expect(await c.get(key)).toBeUndefined();
       const s = c.stats();
       expect(s).toMatchObject({ corrupt: 1, hits: 0, misses: 1, entries: 0, usedBytes: 0 });
@@ -171,6 +176,57 @@ describe('disk block cache: verification', () => {
     await fsp.unlink(path);
     expect(await c.get(key)).toBeUndefined();
     expect(c.stats()).toMatchObject({ corrupt: 0, errors: 0, entries: 0, usedBytes: 0 });
+  });
+});
+
+describe('disk block cache: ranged reads (getRange)', () => {
+  async function cached(len = 100_000) {
+    const f = await fresh('range');
+    const data = block(len);
+    const key = blockKey(4, 0, len);
+    f.c.put(key, data);
+    await f.c.idle();
+    return { ...f, key, data, path: join(f.raw, key) };
+  }
+
+  it('serves ranges inside a piece, across pieces and in the short last piece', async () => {
+    const { c, key, data } = await cached();
+    for (const [off, len] of [[0, 4096], [30_000, 5000], [32_768, 32_768], [65_000, 35_000], [99_999, 1]] as const) {
+      expect(await c.getRange(key, off, len)).toEqual(data.subarray(off, off + len));
+    }
+    expect(c.stats()).toMatchObject({ hits: 5, corrupt: 0 });
+  });
+
+  it('a flipped byte in a piece it reads: miss, and the file is dropped', async () => {
+    const { c, key, path } = await cached();
+    await flipByte(path, 40_000);
+    expect(await c.getRange(key, 39_000, 4096)).toBeUndefined();
+    expect(c.stats()).toMatchObject({ corrupt: 1, entries: 0 });
+    await new Promise((r) => setTimeout(r, 20));
+    await expect(fsp.stat(path)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a flipped byte elsewhere: the range is still right (its pieces verify); a whole read drops the file', async () => {
+    const { c, key, data, path } = await cached();
+    await flipByte(path, 90_000);
+    expect(await c.getRange(key, 0, 4096)).toEqual(data.subarray(0, 4096));
+    expect(await c.get(key)).toBeUndefined();
+    expect(c.stats().corrupt).toBe(1);
+  });
+
+  it('a truncated file: a range whose checksums are gone is a miss', async () => {
+    const { c, key, path } = await cached();
+    await fsp.truncate(path, 50_000);
+    expect(await c.getRange(key, 70_000, 100)).toBeUndefined();
+    expect(c.stats()).toMatchObject({ corrupt: 1, entries: 0 });
+  });
+
+  it('has() knows cached and queued blocks without reading them', async () => {
+    const { c, key } = await cached();
+    const before = c.stats().hits;
+    expect(c.has(key)).toBe(true);
+    expect(c.has(blockKey(9, 9, 10))).toBe(false);
+    expect(c.stats().hits).toBe(before);
   });
 });
 

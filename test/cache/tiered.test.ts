@@ -27,6 +27,21 @@ async function tiered(memBytes: number): Promise<{ t: TieredBlockCache; disk: Di
 }
 
 describe('tiered block cache', () => {
+  it('getRange: from memory when there, else the disk pieces, without promoting the block', async () => {
+    const { t, mem } = await tiered(1 << 20);
+    const data = block(300_000);
+    const key = blockKey(5, 0, data.length);
+    t.put(key, data);
+    await t.idle();
+    expect(await t.getRange(key, 1000, 4096)).toEqual(data.subarray(1000, 5096));
+    mem.remove(key);
+    expect(t.has(key)).toBe(true); // still on disk
+    expect(await t.getRange(key, 200_000, 4096)).toEqual(data.subarray(200_000, 204_096));
+    expect(mem.has(key)).toBe(false); // a partial read does not read the whole block into memory
+    expect(await t.getRange(blockKey(6, 0, 10), 0, 4)).toBeUndefined();
+    expect(t.has(blockKey(6, 0, 10))).toBe(false);
+  });
+
   it('implements BlockCache: memory first, then disk, then miss', async () => {
     const { t } = await tiered(1 << 20);
     const cache: BlockCache = t;
