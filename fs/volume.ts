@@ -142,7 +142,14 @@ export async function openVolume(o: OpenVolumeOptions): Promise<OpenVolume> {
       vfs,
       cacheConfig: cfg,
       // The cache closes after the VFS (and the staging uploads) so queued disk-cache writes finish.
-      close: () => (closed ??= vfs.shutdown().finally(() => closeStaging().finally(() => cache?.close()))),
+      // The object store's sockets go last (nothing else needs them by then).
+      close: () => (closed ??= vfs.shutdown().finally(() => closeStaging().finally(async () => {
+        try {
+          await cache?.close();
+        } finally {
+          objects.close?.();
+        }
+      }))),
     };
   } catch (e) {
     await meta.shutdown().catch(() => undefined);

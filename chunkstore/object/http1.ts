@@ -92,6 +92,7 @@ class Conn {
         this.sock.destroy();
       }, timeoutMs);
       this.pending = { resolve, reject, timer };
+      this.sock.ref();
       this.head = EMPTY;
       this.status = 0;
       this.headers = new Map();
@@ -169,8 +170,12 @@ class Conn {
     clearTimeout(p.timer);
     const r: RawResponse = { status: this.status, headers: this.headers, body: this.body! };
     this.body = undefined;
-    if (this.reusable && !this.closed) this.onIdle(this);
-    else this.sock.destroy();
+    // An idle keep-alive socket must not keep the process alive (a daemon that has unmounted
+    // would otherwise linger until the server drops the connection), as node:http's agent does.
+    if (this.reusable && !this.closed) {
+      this.sock.unref();
+      this.onIdle(this);
+    } else this.sock.destroy();
     p.resolve(r);
   }
 
