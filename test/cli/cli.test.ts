@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -143,6 +143,36 @@ describe('artifacts CLI', () => {
     const ours = await cli(['--format', 'json', 'fsck', url]);
     expect(ours.code, ours.stderr).toBe(0);
     expect(JSON.parse(ours.stdout)).toMatchObject({ ok: true, errors: 0 });
+  }, 120_000);
+
+  test('mount on S3 as a daemon, read through S3 GETs, unmount: the daemon is gone within seconds', async () => {
+    const url = `${redis.url}/4`;
+    const env = { ACCESS_KEY: s3.accessKey, SECRET_KEY: s3.secretKey };
+    const f = await cli(['format', url, 's3mount', '--storage', 's3', '--bucket', s3.bucketUrl('cli-mount'), '--trash-days', '0'], env);
+    expect(f.code, f.stderr).toBe(0);
+    const mnt = path.join(dir, 'mnt-s3');
+    mkdirSync(mnt, { recursive: true });
+    // benchmark profile: no block cache, so the read below goes to S3 (keep-alive GET sockets).
+    const m = await cli(['mount', url, mnt, '--cache-profile', 'benchmark', '--log-file', path.join(dir, 'mnt-s3.log')], env);
+    expect(m.code, m.stderr).toBe(0);
+    let unmounted = false;
+    try {
+      const data = Buffer.alloc(6 << 20, 0x5a);
+      writeFileSync(path.join(mnt, 'f'), data);
+      expect(readFileSync(path.join(mnt, 'f')).equals(data)).toBe(true);
+      const pids = () => spawnSync('pgrep', ['-f', `mount .*${mnt}`], { encoding: 'utf8' }).stdout.trim();
+      expect(pids()).not.toBe('');
+      const t0 = Date.now();
+      const u = await cli(['unmount', mnt]);
+      expect(u.code, u.stderr).toBe(0);
+      unmounted = true;
+      while (pids() !== '' && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 100));
+      // Idle keep-alive sockets once kept the daemon alive ~56 s after its unmount.
+      expect(pids()).toBe('');
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      if (!unmounted) await cli(['unmount', mnt]);
+    }
   }, 120_000);
 
   test('--key-prefix: a custom prefix, and fsck finds the volume only under it', async () => {
