@@ -39,6 +39,62 @@ import { emptyStats } from './stats.js';
 /** Marks a short read in getRange (a truncated cache file). */
 const EMPTY_PIECES = Buffer.alloc(0);
 
+/** Cache files kept open for ranged reads (an open + a close per 4 KiB read cost as much as the read). */
+const OPEN_FILES = 128;
+
+interface OpenFile {
+  fh: fsp.FileHandle;
+  users: number;
+  dropped: boolean;
+}
+
+/**
+ * An LRU of open cache files, for getRange. Cache files never change once renamed into place, so
+ * a kept descriptor always reads the bytes of its key; it is dropped (closed once no read uses it)
+ * whenever the file leaves the index, is removed, or is found corrupt.
+ */
+class OpenFiles {
+  private readonly map = new Map<string, OpenFile>();
+  constructor(private readonly max: number) {}
+
+  async use<T>(key: string, path: string, fn: (fh: fsp.FileHandle) => Promise<T>): Promise<T> {
+    let f = this.map.get(key);
+    if (f !== undefined) {
+      this.map.delete(key); // refresh its LRU position
+      this.map.set(key, f);
+    } else {
+      const fh = await fsp.open(path, 'r');
+      f = this.map.get(key);
+      if (f !== undefined) await fh.close(); // another read opened it meanwhile
+      else {
+        f = { fh, users: 0, dropped: false };
+        this.map.set(key, f);
+        while (this.map.size > this.max) this.drop(this.map.keys().next().value!);
+      }
+    }
+    const mine = f;
+    mine.users++;
+    try {
+      return await fn(mine.fh);
+    } finally {
+      mine.users--;
+      if (mine.dropped && mine.users === 0) mine.fh.close().catch(() => undefined);
+    }
+  }
+
+  drop(key: string): void {
+    const f = this.map.get(key);
+    if (f === undefined) return;
+    this.map.delete(key);
+    f.dropped = true;
+    if (f.users === 0) f.fh.close().catch(() => undefined);
+  }
+
+  dropAll(): void {
+    for (const key of [...this.map.keys()]) this.drop(key);
+  }
+}
+
 export type EvictionPolicy = 'lru' | '2-random';
 
 export interface DiskCacheOptions {
@@ -137,6 +193,7 @@ export class DiskBlockCache implements BlockCache {
   /** Blocks queued or being written, served to get() meanwhile. */
   private readonly pending = new Map<string, Buffer>();
   private readonly writing = new Set<string>();
+  private readonly openFiles = new OpenFiles(OPEN_FILES);
   private readonly queue: Job[] = [];
   private queueHead = 0;
   private pendingBytes = 0;
@@ -234,16 +291,13 @@ export class DiskBlockCache implements BlockCache {
     let data: Buffer;
     let sums: Buffer;
     try {
-      const fh = await fsp.open(join(this.rawDir, key), 'r');
-      try {
-        data = Buffer.allocUnsafe(stop - start);
-        sums = Buffer.allocUnsafe(4 * (end - first));
-        const [d, t] = await Promise.all([fh.read(data, 0, data.length, start), fh.read(sums, 0, sums.length, dataLen + 4 * first)]);
-        // Short reads mean a truncated file: corrupt, like a checksum mismatch.
-        if (d.bytesRead !== data.length || t.bytesRead !== sums.length) data = EMPTY_PIECES;
-      } finally {
-        await fh.close();
-      }
+      data = Buffer.allocUnsafe(stop - start);
+      sums = Buffer.allocUnsafe(4 * (end - first));
+      const [d, t] = await this.openFiles.use(key, join(this.rawDir, key), (fh) =>
+        Promise.all([fh.read(data, 0, data.length, start), fh.read(sums, 0, sums.length, dataLen + 4 * first)]),
+      );
+      // Short reads mean a truncated file: corrupt, like a checksum mismatch.
+      if (d.bytesRead !== data.length || t.bytesRead !== sums.length) data = EMPTY_PIECES;
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT') this.counters.errors++;
@@ -286,6 +340,7 @@ export class DiskBlockCache implements BlockCache {
     // A queued write whose block is no longer in `pending` is abandoned by the writer, and one
     // already writing unlinks its file when it sees the block gone (see write()).
     this.pending.delete(key);
+    this.openFiles.drop(key);
     if (this.writing.has(key)) return;
     const entry = this.index.get(key);
     if (entry !== undefined) this.unindex(key, entry);
@@ -321,6 +376,7 @@ export class DiskBlockCache implements BlockCache {
     this.closed = true;
     await this.ready;
     await this.idle();
+    this.openFiles.dropAll();
   }
 
   // ---------------------------------------------------------------- read
@@ -707,6 +763,7 @@ export class DiskBlockCache implements BlockCache {
   }
 
   private unindex(key: string, e: Entry): void {
+    this.openFiles.drop(key);
     this.index.delete(key);
     const last = this.slots.pop()!;
     if (last !== key) {
@@ -725,6 +782,7 @@ export class DiskBlockCache implements BlockCache {
   }
 
   private dropEntry(key: string, unlink: boolean): void {
+    this.openFiles.drop(key);
     const e = this.index.get(key);
     if (e !== undefined) this.unindex(key, e);
     if (unlink) void this.unlinkQuiet(join(this.rawDir, key));

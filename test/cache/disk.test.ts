@@ -221,6 +221,20 @@ describe('disk block cache: ranged reads (getRange)', () => {
     expect(c.stats()).toMatchObject({ corrupt: 1, entries: 0 });
   });
 
+  it('a file damaged while kept open for ranged reads is still caught (same descriptor, same inode)', async () => {
+    const { c, key, data, path } = await cached();
+    expect(await c.getRange(key, 100, 200)).toEqual(data.subarray(100, 300));
+    expect(await c.getRange(key, 5000, 200)).toEqual(data.subarray(5000, 5200)); // the kept descriptor
+    await flipByte(path, 6000);
+    expect(await c.getRange(key, 5000, 200)).toBeUndefined();
+    expect(c.stats()).toMatchObject({ corrupt: 1, entries: 0 });
+    // Cached again (a refetch), the new file is read, not the dropped descriptor's old inode.
+    await new Promise((r) => setTimeout(r, 20));
+    c.put(key, data);
+    await c.idle();
+    expect(await c.getRange(key, 5000, 200)).toEqual(data.subarray(5000, 5200));
+  });
+
   it('has() knows cached and queued blocks without reading them', async () => {
     const { c, key } = await cached();
     const before = c.stats().hits;

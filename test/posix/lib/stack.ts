@@ -9,7 +9,7 @@
  * of the daemon by PID), and by a watchdog if the worker itself is SIGKILLed.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -134,6 +134,9 @@ export async function mountArtifacts(
   const cacheDir = o.cacheDir ?? path.join(work, `${tag}.cache`);
   const args = ['mount', '-f', metaUrl, mp, '--cache-dir', cacheDir, '--log-file', log, ...(o.extraArgs ?? [])];
   const fd = openSync(log, 'a');
+  // Readiness is this daemon's own "mounted" line: a stale mount left at `mp` by a killed daemon
+  // also shows as fuse.artifacts, and its root can still stat from the kernel's attribute cache.
+  const logStart = statSync(log).size;
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, cliArgs(args), {
@@ -175,7 +178,8 @@ export async function mountArtifacts(
       throw new Error(`artifacts mount of ${mp} exited early:\n${logText().slice(-3000)}`);
     }
     const m = await findMount(mp);
-    if (m?.fstype === 'fuse.artifacts' && (await fs.stat(mp).then(() => true, () => false))) break;
+    const announced = / mounted .* at /.test(logText().slice(logStart));
+    if (announced && m?.fstype === 'fuse.artifacts' && (await fs.stat(mp).then(() => true, () => false))) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       await forceUnmount(mp).catch(() => undefined);
