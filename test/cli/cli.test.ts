@@ -146,7 +146,7 @@ describe('artifacts CLI', () => {
   }, 120_000);
 
   test('mount on S3 as a daemon, read through S3 GETs, unmount: the daemon is gone within seconds', async () => {
-    const url = `${redis.url}/4`;
+    const url = `${redis.url}/5`;
     const env = { ACCESS_KEY: s3.accessKey, SECRET_KEY: s3.secretKey };
     const f = await cli(['format', url, 's3mount', '--storage', 's3', '--bucket', s3.bucketUrl('cli-mount'), '--trash-days', '0'], env);
     expect(f.code, f.stderr).toBe(0);
