@@ -153,7 +153,11 @@ async function startRedis(dir: string, out: Output): Promise<StackState['redis']
       'daemonize no',
       `logfile ${join(dir, 'redis.log')}`,
       // ACLs on: nobody gets in without a user; mount sessions are created by the orchestrator.
-      'user default off',
+      // `off` alone would also strip the default user's permissions, and Redis 7.0 replays the
+      // AOF's MULTI/EXEC blocks as the default user: every transaction written by a mount session
+      // (all metadata writes) was refused at the next start and the volume lost. `off` still
+      // refuses every connection as default.
+      'user default off ~* &* +@all',
       `user admin on #${sha256Hex(password)} ~* &* +@all`,
       '',
     ].join('\n'),

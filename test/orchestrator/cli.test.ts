@@ -366,6 +366,19 @@ describe('the local stack', () => {
     };
     for (const pid of [state.redis.pid, state.orchestrator.pid, state.postgres?.pid].filter(Boolean)) expect(running(pid), `pid ${pid}`).toBe(false);
     expect((await cli(['down'])).stderr).toMatch(/not running/);
+
+    // What was written survives a restart of the stack: Redis replays its AOF, whose transactions
+    // were written by mount-session users that no longer exist (they must still replay).
+    const again = await cli(['up'], {}, 300_000);
+    expect(again.code, again.stderr).toBe(0);
+    const m2 = await cli(['mount', 'demo', './demo'], {}, 120_000);
+    expect(m2.code, m2.stderr).toBe(0);
+    try {
+      expect(await readFile(path.join(mnt, 'hello.txt'), 'utf8')).toBe('hello from the local stack\n');
+    } finally {
+      expect((await cli(['unmount', './demo'])).code).toBe(0);
+      expect((await cli(['down'])).code).toBe(0);
+    }
     } finally {
       await cleanup();
     }
