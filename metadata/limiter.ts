@@ -4,11 +4,6 @@ export class Limiter {
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly max: number) {}
 
-  /** Jobs running or waiting. */
-  get size(): number {
-    return this.active + this.waiting.length;
-  }
-
   async run<T>(fn: () => Promise<T>): Promise<T> {
     // A finishing job hands its slot straight to the next waiter, so `active` never drops below
     // the number of jobs really running.

@@ -92,9 +92,11 @@ describe('RawHttpPool', () => {
 
   it('Connection: close is honoured; the next request opens a new connection', async () => {
     const pool = new RawHttpPool('127.0.0.1', port, 1, 2000);
+    connections.clear();
     try {
       expect((await get(pool, '/close?n=300')).body.equals(body(300))).toBe(true);
       expect((await get(pool, '/len?n=300')).body.equals(body(300))).toBe(true);
+      expect(connections.size).toBe(2);
     } finally {
       pool.close();
     }

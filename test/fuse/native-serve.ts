@@ -6,40 +6,15 @@
  * SIGTERM/SIGINT and the end of stdin also unmount (lazily).
  */
 import readline from 'node:readline';
-import type { Vfs } from '../../fs/types.js';
 import { findMount } from '../../fs/fuse/mount.js';
 import { mountSelected } from '../../fs/fuse/select.js';
-import { MemVfs } from './memvfs.js';
+import { serveVfs } from './serve-vfs.js';
 
 const mp = process.argv[2];
 if (!mp) throw new Error('usage: native-serve <mountpoint>');
 const opts = JSON.parse(process.env.SERVE_OPTS ?? '{}') as Record<string, unknown>;
-const metaUrl = process.env.SERVE_META_URL;
 
-let vfs: Vfs;
-let mem: MemVfs | undefined;
-let close: (() => Promise<void>) | undefined;
-if (metaUrl) {
-  const { openVolume } = await import('../../fs/volume.js');
-  const { resolveCacheConfig } = await import('../../chunkstore/cache/profiles.js');
-  const cacheDir = process.env.SERVE_CACHE_DIR;
-  const vol = await openVolume({
-    metaUrl,
-    mountPoint: mp,
-    cache: resolveCacheConfig(cacheDir ? { flags: { 'cache-dir': cacheDir } } : {}),
-  });
-  vfs = vol.vfs;
-  close = () => vol.close();
-} else {
-  mem = new MemVfs(opts);
-  vfs = mem;
-}
-let shutdownCalled = false;
-const realShutdown = vfs.shutdown.bind(vfs);
-vfs.shutdown = async () => {
-  shutdownCalled = true;
-  await realShutdown();
-};
+const { vfs, mem, metaUrl, shutdownCalled, close } = await serveVfs(mp, opts);
 
 const m = await mountSelected(vfs, mp, {
   fsname: metaUrl ? 'artifacts:volume' : 'artifacts:memvfs',
@@ -76,6 +51,6 @@ rl.on('line', (line) => {
 });
 
 await m.unmounted;
-await close?.();
+await close();
 rl.close();
-process.stdout.write(`UNMOUNTED ${JSON.stringify({ shutdownCalled })}\n`);
+process.stdout.write(`UNMOUNTED ${JSON.stringify({ shutdownCalled: shutdownCalled() })}\n`);
